@@ -1,0 +1,239 @@
+"""Segmentation scores from confusion matrices, and the CAM background-threshold sweep.
+
+Everything is accumulated as an integer confusion matrix (rows = ground truth, columns =
+prediction) so that a whole split can be streamed image by image and the scores derived once at
+the end, exactly as MMSegmentation's ``IoUMetric`` sums areas before dividing. Inputs are numpy
+arrays only: convert torch tensors with ``tensor.cpu().numpy()`` first, which keeps this module
+free of torch.
+
+Label convention: 0 = background, 1..K = foreground classes, ``ignore_index`` (255) = not scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from semples.data.classes import IGNORE_INDEX
+
+_MAX_LISTED_VALUES = 10
+
+
+def _require_array(name: str, value: object) -> np.ndarray:
+    """Reject non-numpy inputs early: a torch tensor would otherwise fail deep inside numpy."""
+    if not isinstance(value, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(value).__name__}")
+    return value
+
+
+def _check_label_range(name: str, values: np.ndarray, num_classes: int) -> None:
+    """Raise a ValueError listing the label values outside [0, num_classes)."""
+    bad = (values < 0) | (values >= num_classes)
+    if bad.any():
+        offending = np.unique(values[bad])
+        listed = ", ".join(str(v) for v in offending[:_MAX_LISTED_VALUES].tolist())
+        more = ", ..." if offending.size > _MAX_LISTED_VALUES else ""
+        raise ValueError(f"{name} values outside [0, {num_classes}): [{listed}{more}]")
+
+
+def _require_labels(name: str, value: object) -> np.ndarray:
+    """A numpy array of integer labels (float masks usually mean a missed conversion)."""
+    array = _require_array(name, value)
+    if not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer labels, got dtype {array.dtype}")
+    return array
+
+
+def _scored_gt(
+    gt: np.ndarray, num_classes: int, ignore_index: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The mask of scored pixels and their ground-truth labels (int64), validated."""
+    scored = gt != ignore_index
+    labels = gt[scored].astype(np.int64)
+    _check_label_range(f"gt (other than ignore_index {ignore_index})", labels, num_classes)
+    return scored, labels
+
+
+def _check_num_classes(num_classes: int) -> None:
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be at least 1, got {num_classes}")
+
+
+def confusion_matrix(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    num_classes: int,
+    ignore_index: int = IGNORE_INDEX,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """int64 ``num_classes x num_classes`` counts, rows = ground truth, columns = prediction.
+
+    Pixels whose gt is ``ignore_index`` are skipped (every pred value is still range-checked: an
+    out-of-range prediction is a bug wherever it sits). When ``out`` is given the counts are
+    added to it in place and it is returned, so a split can be streamed image by image.
+    """
+    _check_num_classes(num_classes)
+    pred, gt = _require_labels("pred", pred), _require_labels("gt", gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"pred shape {pred.shape} != gt shape {gt.shape}")
+    if out is None:
+        out = np.zeros((num_classes, num_classes), dtype=np.int64)
+    elif out.shape != (num_classes, num_classes) or out.dtype != np.int64:
+        raise ValueError(
+            f"out must be int64 of shape {(num_classes, num_classes)}, "
+            f"got {out.dtype} of shape {out.shape}"
+        )
+    _check_label_range("pred", pred, num_classes)
+    scored, gt_labels = _scored_gt(gt, num_classes, ignore_index)
+    pairs = gt_labels * num_classes + pred[scored].astype(np.int64)
+    out += np.bincount(pairs, minlength=num_classes * num_classes).reshape(out.shape)
+    return out
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """Elementwise division with NaN where the denominator is 0 (the score is undefined)."""
+    result = np.full(np.shape(numerator), np.nan)
+    np.divide(numerator, denominator, out=result, where=denominator != 0)
+    return result
+
+
+def _json_float(value: float) -> float | None:
+    """JSON has no NaN: an undefined score is written as null."""
+    return None if np.isnan(value) else float(value)
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentationScores:
+    """Scores of one confusion matrix; per-class arrays are indexed by label value.
+
+    ``miou`` is the mean over classes with a defined IoU (NaN ones, absent from both prediction
+    and ground truth, are left out), as MMSegmentation's ``IoUMetric`` computes it.
+    """
+
+    iou: np.ndarray
+    miou: float
+    precision: np.ndarray
+    recall: np.ndarray
+    pixel_accuracy: float
+
+    def to_dict(self, class_names: Sequence[str]) -> dict:
+        """JSON-ready report; ``class_names`` are indexed by label value (background first)."""
+        if len(class_names) != len(self.iou):
+            raise ValueError(f"{len(class_names)} class names for {len(self.iou)} classes")
+
+        def per_class(values: np.ndarray) -> dict[str, float | None]:
+            return {name: _json_float(v) for name, v in zip(class_names, values, strict=True)}
+
+        return {
+            "miou": _json_float(self.miou),
+            "per_class_iou": per_class(self.iou),
+            "per_class_precision": per_class(self.precision),
+            "per_class_recall": per_class(self.recall),
+            "pixel_accuracy": _json_float(self.pixel_accuracy),
+        }
+
+
+def _nanmean(values: np.ndarray) -> float:
+    """Mean of the defined values; NaN (without numpy's empty-slice warning) when there are none."""
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else float("nan")
+
+
+def iou_from_confusion(cm: np.ndarray) -> SegmentationScores:
+    """IoU, precision, recall and pixel accuracy of an accumulated confusion matrix."""
+    cm = _require_array("cm", cm)
+    if cm.ndim != 2 or cm.shape[0] != cm.shape[1]:
+        raise ValueError(f"confusion matrix must be square, got shape {cm.shape}")
+    true_positive = np.diag(cm).astype(np.float64)
+    gt_area = cm.sum(axis=1).astype(np.float64)
+    pred_area = cm.sum(axis=0).astype(np.float64)
+    iou = _ratio(true_positive, gt_area + pred_area - true_positive)
+    arrays = {
+        "iou": iou,
+        "precision": _ratio(true_positive, pred_area),
+        "recall": _ratio(true_positive, gt_area),
+    }
+    for array in arrays.values():
+        array.setflags(write=False)
+    return SegmentationScores(
+        **arrays,
+        miou=_nanmean(iou),
+        pixel_accuracy=float(_ratio(true_positive.sum(), gt_area.sum())),
+    )
+
+
+class ThresholdSweep:
+    """One confusion matrix per CAM background threshold, accumulated over images.
+
+    At threshold t a pixel is background when its highest CAM score is <= t, otherwise it takes
+    the label of its arg-max class: the same as an arg-max over the CAMs with a constant channel
+    t stacked first (ties go to background). The comparison is made in the CAMs' dtype, as that
+    stacked channel would be.
+    """
+
+    def __init__(
+        self, thresholds: Sequence[float], num_classes: int, ignore_index: int = IGNORE_INDEX
+    ) -> None:
+        _check_num_classes(num_classes)
+        self.thresholds = [float(t) for t in thresholds]
+        if not self.thresholds:
+            raise ValueError("thresholds must not be empty")
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self._order = np.argsort(self.thresholds, kind="stable")
+        self._sorted = np.asarray(self.thresholds)[self._order]
+        self._cms = np.zeros((len(self.thresholds), num_classes, num_classes), dtype=np.int64)
+
+    def _validate(self, cams: np.ndarray, class_indices: Sequence[int], gt: np.ndarray) -> None:
+        _require_array("cams", cams)
+        _require_labels("gt", gt)
+        if cams.ndim != 3 or not np.issubdtype(cams.dtype, np.floating):
+            raise ValueError(f"cams must be a float C x H x W array, got {cams.dtype} {cams.shape}")
+        if cams.shape[1:] != gt.shape:
+            raise ValueError(f"cams spatial shape {cams.shape[1:]} != gt shape {gt.shape}")
+        if len(class_indices) != cams.shape[0]:
+            raise ValueError(f"{len(class_indices)} class indices for {cams.shape[0]} CAMs")
+        bad = [k for k in class_indices if not 1 <= k < self.num_classes]
+        if bad:
+            raise ValueError(f"class indices outside [1, {self.num_classes}): {bad}")
+        if not np.isfinite(cams).all():
+            raise ValueError("cams contain NaN or infinite values")
+
+    def add(self, cams: np.ndarray, class_indices: Sequence[int], gt: np.ndarray) -> None:
+        """Score one image's CAMs (C x H x W, at gt resolution) of the classes it contains.
+
+        Each pixel's max and arg-max are taken once. Sorting the thresholds turns "foreground at
+        threshold j" into "j < number of thresholds below the pixel's max", so one bincount over
+        (that count, gt, label) gives every threshold's matrix by cumulative sums.
+        """
+        self._validate(cams, class_indices, gt)
+        n, num_thresholds = self.num_classes, len(self.thresholds)
+        scored, gt_labels = _scored_gt(gt, n, self.ignore_index)
+        if cams.shape[0] == 0:
+            self._cms[:, :, 0] += np.bincount(gt_labels, minlength=n)
+            return
+        labels = np.asarray(class_indices, dtype=np.int64)[cams.argmax(axis=0)[scored]]
+        max_score = cams.max(axis=0)[scored]
+        # thresholds below each pixel's max: the pixel is foreground at sorted thresholds [0, below)
+        below = np.searchsorted(self._sorted.astype(cams.dtype), max_score, side="left")
+        fg = np.bincount(
+            (below * n + gt_labels) * n + labels, minlength=(num_thresholds + 1) * n * n
+        ).reshape(num_thresholds + 1, n, n)
+        bg = np.bincount(below * n + gt_labels, minlength=(num_thresholds + 1) * n).reshape(
+            num_thresholds + 1, n
+        )
+        cms = np.cumsum(fg[::-1], axis=0)[::-1][1:]  # sorted threshold j: pixels with below > j
+        cms[:, :, 0] += np.cumsum(bg, axis=0)[:-1]  # and background where below <= j
+        self._cms[self._order] += cms
+
+    def results(self) -> list[tuple[float, SegmentationScores]]:
+        """Scores per threshold, in the order the thresholds were given."""
+        return [(t, iou_from_confusion(cm)) for t, cm in zip(self.thresholds, self._cms)]
+
+    def best(self) -> tuple[float, SegmentationScores]:
+        """The threshold with the highest mIoU (the first one on ties; NaN counts as lowest)."""
+        results = self.results()
+        mious = np.array([scores.miou for _, scores in results])
+        return results[int(np.argmax(np.nan_to_num(mious, nan=-np.inf)))]

@@ -1,0 +1,37 @@
+"""Reporting nodes: thin adapters over :mod:`semples.reporting` and :mod:`semples.viz`."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from semples import reporting, viz
+
+logger = logging.getLogger(__name__)
+
+
+def _specs(params: dict[str, Any]) -> dict[str, reporting.ReportSpec]:
+    return {name: reporting.ReportSpec(**spec) for name, spec in params["reports"].items()}
+
+
+def compare_runs(params: dict[str, Any], **histories: dict[str, dict]) -> pd.DataFrame:
+    table = reporting.comparison_table(histories, _specs(params))
+    logger.info("Runs compared:\n%s", reporting.table_to_markdown(table))
+    return table
+
+
+def plot_headline_across_runs(table: pd.DataFrame) -> Figure:
+    return viz.plot_headline_across_runs(table)
+
+
+def plot_per_class_latest_runs(params: dict[str, Any], **histories: dict[str, dict]) -> Figure:
+    specs = _specs(params)
+    frames = {
+        name: reporting.per_class_frame(histories, specs, name, last=params["per_class_runs"])
+        for name in specs
+        if histories.get(name)
+    }
+    return viz.plot_per_class_latest_runs(frames)

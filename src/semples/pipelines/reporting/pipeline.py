@@ -1,0 +1,35 @@
+"""reporting: every saved version of each report -> comparison table + plots."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from semples.pipelines.reporting import nodes
+
+# Reports written by the other pipelines, each a versioned JSON in data/08_reporting/. Their
+# histories come from the catalog pattern "{report}_history"; one not written yet is empty.
+REPORTS = ("ingestion_report", "cam_metrics", "pseudo_mask_metrics", "segmentation_metrics")
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    histories = {report: f"{report}_history" for report in REPORTS}
+    return pipeline(
+        [
+            node(
+                nodes.compare_runs,
+                inputs={"params": "params:reporting", **histories},
+                outputs="run_comparison",
+                name="compare_runs",
+            ),
+            node(
+                nodes.plot_headline_across_runs,
+                inputs="run_comparison",
+                outputs="headline_across_runs_plot",
+                name="plot_headline_across_runs",
+            ),
+            node(
+                nodes.plot_per_class_latest_runs,
+                inputs={"params": "params:reporting", **histories},
+                outputs="per_class_latest_runs_plot",
+                name="plot_per_class_latest_runs",
+            ),
+        ]
+    )

@@ -1,0 +1,132 @@
+"""`kedro run` end to end on the tiny `conf/test` toy world, in a temporary copy of the project.
+
+One project copy serves the whole module, so runs build on each other the way a user's do:
+two ingestion runs, a run that loads the older version, reporting over both, the notebook.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from semples.datasets import MaskSetDataset
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[1]
+KEDRO = [sys.executable, "-m", "kedro"]
+
+
+def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
+    result = subprocess.run(
+        [*KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, f"kedro {' '.join(args)} failed:\n{result.stderr[-4000:]}"
+    return result
+
+
+def versions(project: Path, relative: str) -> list[str]:
+    return sorted(p.name for p in (project / relative).iterdir())
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("project")
+    for name in ("conf", "notebooks"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("local"))
+    (root / "conf" / "local").mkdir()
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_ingestion_runs(project) -> list[str]:
+    kedro(project, "run", "--env=test", "--pipeline=ingestion")
+    kedro(project, "run", "--env=test", "--pipelines=ingestion", "--params=ingestion.toy.num_train=16")
+    return versions(project, "data/02_intermediate/image_index.parquet")
+
+
+def test_ingestion_twice_keeps_two_versions_of_everything(project, two_ingestion_runs):
+    assert len(two_ingestion_runs) == 2
+    for relative in (
+        "data/01_raw/generated_images",
+        "data/01_raw/generated_masks",
+        "data/02_intermediate/caption_index.parquet",
+        "data/08_reporting/ingestion_report.json",
+    ):
+        assert len(versions(project, relative)) == 2, relative
+
+    old, new = two_ingestion_runs
+    index = pd.read_parquet(project / f"data/02_intermediate/image_index.parquet/{new}/image_index.parquet")
+    assert index.groupby("split").size().to_dict() == {"train": 16, "val": 8}
+    masks = MaskSetDataset(path=str(project / "data/01_raw/generated_masks")).load()
+    assert len(masks) == 24 and Path(index["mask_path"].iloc[0]).exists()
+    report = json.loads(
+        (project / f"data/08_reporting/ingestion_report.json/{new}/ingestion_report.json").read_text()
+    )
+    assert report["num_images"] == 24
+    assert report["per_split"] == {"train": 16, "val": 8}
+    assert report["params"]["toy"]["num_train"] == 16
+
+
+@pytest.fixture(scope="module")
+def pinned_run(project, two_ingestion_runs) -> str:
+    """A third run that reports on the older index through --load-versions."""
+    old, _ = two_ingestion_runs
+    pins = ",".join(f"{name}:{old}" for name in ("image_index", "dataset_classes", "skipped_items"))
+    kedro(project, "run", "--env=test", "--pipeline=ingestion", "--from-nodes=report_ingestion",
+          f"--load-versions={pins}")  # fmt: skip
+    return versions(project, "data/08_reporting/ingestion_report.json")[-1]
+
+
+def test_load_versions_selects_the_older_index(project, pinned_run):
+    report = json.loads(
+        (project / f"data/08_reporting/ingestion_report.json/{pinned_run}/ingestion_report.json").read_text()
+    )
+    assert report["per_split"] == {"train": 24, "val": 8}
+
+
+def test_reporting_compares_every_saved_run(project, pinned_run):
+    result = kedro(project, "run", "--env=test", "--pipeline=reporting")
+
+    runs = versions(project, "data/08_reporting/run_comparison.csv")
+    table = pd.read_csv(project / f"data/08_reporting/run_comparison.csv/{runs[-1]}/run_comparison.csv")
+    ingestion_rows = table[table["report"] == "ingestion_report"]
+    assert len(ingestion_rows) == len(versions(project, "data/08_reporting/ingestion_report.json"))
+    assert ingestion_rows["value"].tolist() == [32, 24, 32]
+    assert ingestion_rows["delta"].tolist()[1:] == [-8, 8]
+    assert "| ingestion_report |" in result.stdout + result.stderr
+    for plot in ("headline_across_runs.png", "per_class_latest_runs.png"):
+        assert len(versions(project, f"data/08_reporting/{plot}")) == 1
+
+
+def test_compare_runs_notebook_executes(project, two_ingestion_runs):
+    notebook = nbformat.read(project / "notebooks/compare_runs.ipynb", as_version=4)
+    os.environ["KEDRO_ENV"] = "test"
+    try:
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3",
+            resources={"metadata": {"path": str(project / "notebooks")}},
+        ).execute()  # fmt: skip
+    finally:
+        del os.environ["KEDRO_ENV"]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("ingestion_report" in str(o.get("data", {})) for o in outputs)
+
+
+def test_kedro_viz_builds_offline(project, two_ingestion_runs):
+    kedro(project, "viz", "build")
+    graph = json.loads((project / "build/api/main").read_text())
+    names = {n["name"] for n in graph["nodes"]}
+    assert {"generate_dataset_files", "build_image_index", "compare_runs"} <= names

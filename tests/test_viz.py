@@ -1,0 +1,104 @@
+"""Tests of semples.viz: figure structure, the mask montage and the VOC palette."""
+
+import io
+
+import numpy as np
+import pytest
+
+from semples.reporting import ReportSpec, comparison_table, per_class_frame
+from semples.viz import (
+    mask_montage,
+    plot_headline_across_runs,
+    plot_per_class_latest_runs,
+    voc_palette,
+)
+
+SPECS = {
+    "cam_metrics": ReportSpec("miou", "per_class_iou"),
+    "ingestion_report": ReportSpec("num_images", "class_frequency"),
+}
+OLD, NEW = "2026-11-25T08.01.02.345Z", "2026-11-26T08.01.02.345Z"
+HISTORY = {
+    "cam_metrics": {
+        OLD: {"miou": 0.4, "per_class_iou": {"background": 0.8, "cat": None}},
+        NEW: {"miou": 0.5, "per_class_iou": {"background": 0.9, "cat": 0.1}},
+    },
+    "ingestion_report": {OLD: {"num_images": 3, "class_frequency": {"cat": 2}}},
+}
+
+
+def assert_renders(figure):
+    figure.savefig(io.BytesIO(), format="png")
+
+
+def assert_no_reports(figure):
+    assert figure.axes == [] and [t.get_text() for t in figure.texts] == ["no reports yet"]
+    assert_renders(figure)
+
+
+def test_headline_across_runs():
+    figure = plot_headline_across_runs(comparison_table(HISTORY, SPECS))
+    assert [ax.get_title() for ax in figure.axes] == [
+        "cam_metrics: miou",
+        "ingestion_report: num_images",
+    ]
+    labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
+    assert labels == [OLD, NEW]
+    assert_renders(figure)
+
+
+def test_per_class_latest_runs():
+    frames = {name: per_class_frame(HISTORY, SPECS, name) for name in SPECS}
+    figure = plot_per_class_latest_runs(frames)
+    assert [ax.get_title() for ax in figure.axes] == ["cam_metrics", "ingestion_report"]
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["background", "cat"]
+    assert len(figure.axes[0].patches) == 2 * 2  # 2 classes x 2 runs
+    assert_renders(figure)
+
+
+def test_empty_inputs_give_the_placeholder():
+    assert_no_reports(plot_headline_across_runs(comparison_table({}, SPECS)))
+    assert_no_reports(plot_per_class_latest_runs({}))
+    no_runs = {"cam_metrics": per_class_frame({}, SPECS, "cam_metrics")}
+    assert_no_reports(plot_per_class_latest_runs(no_runs))
+
+
+def test_voc_palette():
+    palette = voc_palette()
+    assert len(palette) == 768 and all(0 <= v <= 255 for v in palette)
+    colour = {k: tuple(palette[3 * k : 3 * k + 3]) for k in (0, 1, 15, 255)}
+    assert colour == {0: (0, 0, 0), 1: (128, 0, 0), 15: (192, 128, 128), 255: (224, 224, 192)}
+
+
+def test_mask_montage_layout_and_colours():
+    palette = voc_palette()
+    big = np.full((4, 5, 3), 7, dtype=np.uint8)
+    small = np.full((2, 3), 9, dtype=np.uint8)  # grayscale
+    big_mask = np.zeros((4, 5), dtype=np.uint8)
+    big_mask[1, 2] = 15
+    big_mask[3, 4] = 255
+    small_mask = np.ones((2, 3), dtype=np.int64)
+    montage = mask_montage([big, small], [big_mask, small_mask], palette)
+    assert montage.shape == (8, 10, 3) and montage.dtype == np.uint8
+    np.testing.assert_array_equal(montage[:4, :5], big)
+    assert (montage[:2, 5:8] == 9).all() and (montage[2:4, 5:] == 0).all()  # padding is black
+    assert tuple(montage[4 + 1, 2]) == (192, 128, 128)
+    assert tuple(montage[4 + 3, 4]) == (224, 224, 192)
+    assert tuple(montage[4, 0]) == (0, 0, 0)
+    assert (montage[4:6, 5:8] == (128, 0, 0)).all()
+
+
+@pytest.mark.parametrize(
+    ("images", "masks", "palette", "message"),
+    [
+        ([np.zeros((2, 2, 3), np.uint8)], [], voc_palette(), "one mask per image"),
+        ([], [], voc_palette(), "at least one"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 2), int)], [0] * 3, "768 entries"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 3), int)], voc_palette(), "mask shape"),
+        ([np.zeros((2, 2, 3))], [np.zeros((2, 2), int)], voc_palette(), "must be uint8"),
+        ([np.zeros((2, 2, 3), np.uint8)], [np.full((2, 2), 256)], voc_palette(), r"\[0, 255\]"),
+    ],
+)
+def test_mask_montage_errors(images, masks, palette, message):
+    with pytest.raises(ValueError, match=message):
+        mask_montage(images, masks, palette)
