@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from kedro.io.core import Version
 from nbclient import NotebookClient
 
 from semples.datasets import MaskSetDataset
@@ -42,8 +43,10 @@ def versions(project: Path, relative: str) -> list[str]:
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
-    for name in ("conf", "notebooks"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("local"))
+    for name in ("conf", "notebooks", "src"):
+        shutil.copytree(
+            REPO / name, root / name, ignore=shutil.ignore_patterns("local", "__pycache__")
+        )
     (root / "conf" / "local").mkdir()
     shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
     return root
@@ -69,7 +72,9 @@ def test_ingestion_twice_keeps_two_versions_of_everything(project, two_ingestion
     old, new = two_ingestion_runs
     index = pd.read_parquet(project / f"data/02_intermediate/image_index.parquet/{new}/image_index.parquet")
     assert index.groupby("split").size().to_dict() == {"train": 16, "val": 8}
-    masks = MaskSetDataset(path=str(project / "data/01_raw/generated_masks")).load()
+    masks = MaskSetDataset(
+        path=str(project / "data/01_raw/generated_masks"), version=Version(None, None)
+    ).load()
     assert len(masks) == 24 and Path(index["mask_path"].iloc[0]).exists()
     report = json.loads(
         (project / f"data/08_reporting/ingestion_report.json/{new}/ingestion_report.json").read_text()

@@ -43,7 +43,10 @@ CAPTION_PREFIX = "a photo of "
 # Longest side of an object as a share of the image side.
 _MIN_OBJECT_SHARE = 0.18
 _MAX_OBJECT_SHARE = 0.40
-_CAPTIONED_STREAM = "cap"
+# Narrowest horizontal slot (px) in which an object is still drawn recognisably.
+_MIN_SLOT = 10
+# Not a plausible split name, so no labelled split can share the captioned set's random streams.
+_CAPTIONED_STREAM = "__captioned__"
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ class ToyWorldConfig:
                 f"need 1 <= min_objects <= max_objects <= {len(TOY_CLASSES)}, got "
                 f"min_objects={self.min_objects}, max_objects={self.max_objects}"
             )
+        if self.image_size < _MIN_SLOT * self.max_objects:
+            raise ValueError(
+                f"image_size={self.image_size} is too small for max_objects={self.max_objects}: "
+                f"each object needs a slot of at least {_MIN_SLOT} px"
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -100,7 +108,7 @@ def scene_id(split: str, index: int) -> str:
 
 def captioned_id(index: int) -> str:
     """Stable image id of a captioned (CLIP-pretraining) scene, e.g. ``cap_000042``."""
-    return f"{_CAPTIONED_STREAM}_{index:06d}"
+    return f"cap_{index:06d}"
 
 
 def render_scene(config: ToyWorldConfig, split: str, index: int) -> ToyScene:
@@ -170,7 +178,9 @@ def _compose(config: ToyWorldConfig, rng: np.random.Generator, classes: list[int
     return ToyScene(_finish(canvas, rng), mask, tuple(sorted(classes)), tuple(contexts))
 
 
-def _compose_context_only(config: ToyWorldConfig, rng: np.random.Generator, context: str) -> ToyScene:
+def _compose_context_only(
+    config: ToyWorldConfig, rng: np.random.Generator, context: str
+) -> ToyScene:
     """A context where its object would stand, the object left out, for CLIP to learn contexts."""
     size = config.image_size
     canvas = _background(rng, size)
@@ -248,31 +258,34 @@ def _paste_object(
 
 def _check_visible(mask: np.ndarray, placements: list[_Placement], drawn: list[int]) -> None:
     """Image-level labels are only honest if every labelled object can be seen."""
+    visible = np.bincount(mask.ravel(), minlength=len(TOY_CLASSES) + 1)
     for placement, pixels in zip(placements, drawn):
-        visible = int(np.count_nonzero(mask == placement.class_index + 1))
-        if pixels == 0 or visible < 0.5 * pixels:
-            raise AssertionError(
-                f"{TOY_CLASSES[placement.class_index]} shows {visible} of {pixels} pixels"
-            )
-    present = sorted(int(v) - 1 for v in np.unique(mask) if v > 0)
+        shown = int(visible[placement.class_index + 1])
+        if pixels == 0 or shown < 0.5 * pixels:
+            name = TOY_CLASSES[placement.class_index]
+            raise AssertionError(f"{name} shows {shown} of {pixels} pixels")
+    present = [int(k) for k in np.flatnonzero(visible[1:])]
     expected = sorted(p.class_index for p in placements)
     if present != expected:
         raise AssertionError(f"mask holds classes {present}, labels say {expected}")
 
 
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
-    """A warm or lilac pastel with soft blotches: far from every context and object colour."""
+    """A warm or lilac pastel with soft shading: far from every context and object colour."""
     hue = (rng.uniform(270.0, 390.0) % 360.0) / 360.0
-    rgb = np.array(colorsys.hsv_to_rgb(hue, rng.uniform(0.15, 0.3), rng.uniform(0.82, 0.93)))
-    blotches = rng.uniform(-9.0, 9.0, (4, 4)).astype(np.float32)
-    smooth = np.asarray(Image.fromarray(blotches).resize((size, size), Image.BILINEAR))
-    return (rgb.astype(np.float32) * 255.0 + smooth[..., None]).astype(np.float32)
+    rgb = colorsys.hsv_to_rgb(hue, rng.uniform(0.15, 0.3), rng.uniform(0.82, 0.93))
+    knots = np.linspace(0.0, size - 1, 4)
+    pixels = np.arange(size)
+    rows = np.interp(pixels, knots, rng.uniform(-6.0, 6.0, 4)).astype(np.float32)
+    cols = np.interp(pixels, knots, rng.uniform(-6.0, 6.0, 4)).astype(np.float32)
+    shading = (rows[:, None] + cols[None, :])[..., None]
+    return shading + np.array(rgb, np.float32) * 255.0
 
 
 def _finish(canvas: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Mild per-pixel luminance noise, so no region is a flat colour, then back to uint8."""
-    noise = rng.standard_normal(canvas.shape[:2] + (1,), dtype=np.float32) * 3.0
-    return np.clip(canvas + noise, 0, 255).astype(np.uint8)
+    canvas += rng.standard_normal(canvas.shape[:2] + (1,), dtype=np.float32) * 3.0
+    return np.clip(canvas, 0, 255, out=canvas).astype(np.uint8)
 
 
 # --- context textures: each returns an (h, w, 3) float32 patch ---------------------------------
@@ -394,11 +407,11 @@ class _Pen:
 
 def _tone(rng: np.random.Generator) -> _Tone:
     """One brightness and tint per object, applied to all its colours."""
-    gain = rng.uniform(0.88, 1.08)
-    shift = rng.integers(-12, 13, 3)
+    gain = float(rng.uniform(0.88, 1.08))
+    shift = [int(s) for s in rng.integers(-12, 13, 3)]
 
     def tone(rgb: _Rgb) -> _Rgb:
-        r, g, b = (int(np.clip(c * gain + s, 0, 255)) for c, s in zip(rgb, shift))
+        r, g, b = (max(0, min(255, int(c * gain + s))) for c, s in zip(rgb, shift))
         return r, g, b
 
     return tone
@@ -431,7 +444,8 @@ def _draw_boat(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
 def _draw_train(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
     """Long red carriage with a slanted nose, a row of windows, a yellow stripe, wheels."""
     pen.rectangle((0.02, 0.0, 0.92, 0.12), tone((75, 75, 82)))
-    pen.polygon([(0.0, 0.1), (0.9, 0.1), (1.0, 0.45), (1.0, 0.84), (0.0, 0.84)], tone((200, 40, 40)))
+    body = [(0.0, 0.1), (0.9, 0.1), (1.0, 0.45), (1.0, 0.84), (0.0, 0.84)]
+    pen.polygon(body, tone((200, 40, 40)))
     glass = tone((205, 230, 245))
     count = max(3, pen.width // 7)
     step = 0.82 / count

@@ -1,0 +1,221 @@
+"""The toy world is a pure function of (seed, split, index) and keeps its statistical promises."""
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+
+from semples.data.toy_world import (
+    CAPTION_PREFIX,
+    TOY_CLASSES,
+    TOY_CONTEXTS,
+    ToyWorldConfig,
+    _TEXTURES,
+    captioned_id,
+    captioned_scene,
+    render_captioned_scene,
+    render_scene,
+    scene_id,
+    split_sizes,
+)
+
+CONFIG = ToyWorldConfig()
+
+
+def _parse_caption(caption: str) -> tuple[list[str], list[str]]:
+    """Object names and context names of a caption, articles dropped."""
+    assert caption.startswith(CAPTION_PREFIX)
+    body = caption[len(CAPTION_PREFIX) :]
+    objects, _, contexts = body.partition(" on ")
+
+    def words(text: str) -> list[str]:
+        items = text.replace(" and ", ", ").split(", ") if text else []
+        return [item.removeprefix("an ").removeprefix("a ") for item in items]
+
+    return words(objects), words(contexts)
+
+
+def _context_of(class_index: int) -> str:
+    return TOY_CONTEXTS[TOY_CLASSES[class_index]]
+
+
+def test_classes_and_contexts():
+    assert TOY_CLASSES == ("aeroplane", "boat", "train", "cow", "car", "sheep")
+    assert list(TOY_CONTEXTS) == list(TOY_CLASSES)
+    assert len(set(TOY_CONTEXTS.values())) == len(TOY_CLASSES)
+
+
+def test_same_id_gives_identical_bytes():
+    first, second = render_scene(CONFIG, "train", 7), render_scene(CONFIG, "train", 7)
+    assert first.image.tobytes() == second.image.tobytes()
+    assert first.mask.tobytes() == second.mask.tobytes()
+    assert (first.labels, first.contexts) == (second.labels, second.contexts)
+    assert render_captioned_scene(CONFIG, 7)[1] == render_captioned_scene(CONFIG, 7)[1]
+    assert (
+        render_captioned_scene(CONFIG, 7)[0].tobytes()
+        == render_captioned_scene(CONFIG, 7)[0].tobytes()
+    )
+
+
+def test_rendering_order_does_not_matter():
+    forward = [render_scene(CONFIG, "val", i).image.tobytes() for i in range(6)]
+    backward = [render_scene(CONFIG, "val", i).image.tobytes() for i in reversed(range(6))]
+    assert forward == backward[::-1]
+
+
+def test_different_ids_give_different_scenes():
+    reference = render_scene(CONFIG, "train", 3).image.tobytes()
+    others = [
+        render_scene(CONFIG, "train", 4),
+        render_scene(CONFIG, "val", 3),
+        render_scene(dataclasses.replace(CONFIG, seed=1), "train", 3),
+    ]
+    assert all(other.image.tobytes() != reference for other in others)
+    assert render_captioned_scene(CONFIG, 3)[0].tobytes() != reference
+
+
+@pytest.mark.parametrize("size", [32, 96, 128])
+def test_shapes_and_dtypes(size):
+    scene = render_scene(dataclasses.replace(CONFIG, image_size=size), "train", 0)
+    assert scene.image.shape == (size, size, 3) and scene.image.dtype == np.uint8
+    assert scene.mask.shape == (size, size) and scene.mask.dtype == np.uint8
+    image, caption = render_captioned_scene(dataclasses.replace(CONFIG, image_size=size), 0)
+    assert image.shape == (size, size, 3) and image.dtype == np.uint8
+    assert isinstance(caption, str)
+
+
+@pytest.mark.parametrize(
+    "size,min_objects,max_objects", [(96, 1, 3), (96, 3, 3), (96, 1, 6), (60, 6, 6), (32, 3, 3)]
+)
+def test_labels_are_the_classes_in_the_mask(size, min_objects, max_objects):
+    config = ToyWorldConfig(image_size=size, min_objects=min_objects, max_objects=max_objects)
+    for index in range(40):
+        scene = render_scene(config, "train", index)
+        assert scene.mask.max() <= len(TOY_CLASSES)
+        present = tuple(int(v) - 1 for v in np.unique(scene.mask) if v > 0)
+        assert scene.labels == present
+        assert min_objects <= len(scene.labels) <= max_objects
+
+
+def test_every_object_gets_its_context_at_full_co_occurrence():
+    config = dataclasses.replace(CONFIG, co_occurrence=1.0)
+    for index in range(30):
+        scene = render_scene(config, "train", index)
+        assert sorted(scene.contexts) == sorted(_context_of(k) for k in scene.labels)
+
+
+def test_no_context_at_zero_co_occurrence():
+    config = dataclasses.replace(CONFIG, co_occurrence=0.0)
+    assert all(render_scene(config, "train", i).contexts == () for i in range(30))
+
+
+def test_drawn_contexts_belong_to_drawn_objects():
+    for index in range(30):
+        scene = render_scene(CONFIG, "train", index)
+        assert set(scene.contexts) <= {_context_of(k) for k in scene.labels}
+        assert len(set(scene.contexts)) == len(scene.contexts)
+
+
+def test_co_occurrence_rate_is_about_the_configured_probability():
+    scenes = [render_scene(CONFIG, "train", i) for i in range(300)]
+    objects = sum(len(scene.labels) for scene in scenes)
+    with_context = sum(len(scene.contexts) for scene in scenes)
+    assert with_context / objects == pytest.approx(0.8, abs=0.05)
+
+
+def test_captions_name_exactly_the_drawn_objects_and_contexts():
+    seen_context_only = seen_objects = 0
+    for index in range(60):
+        scene, caption = captioned_scene(CONFIG, index)
+        if scene.labels:
+            seen_objects += 1
+            objects, contexts = _parse_caption(caption)
+            assert sorted(TOY_CLASSES.index(name) for name in objects) == list(scene.labels)
+            assert contexts in ([], list(scene.contexts))
+        else:
+            seen_context_only += 1
+            assert scene.mask.max() == 0 and len(scene.contexts) == 1
+            assert caption == CAPTION_PREFIX + scene.contexts[0]
+    assert seen_context_only and seen_objects
+
+
+def test_caption_grammar():
+    config = dataclasses.replace(
+        CONFIG, co_occurrence=1.0, object_only_caption=0.0, context_only_fraction=0.0
+    )
+    name = r"an? \w+"
+    forms = {
+        1: rf"a photo of {name} on \w+",
+        2: rf"a photo of {name} and {name} on \w+ and \w+",
+        3: rf"a photo of {name}, {name} and {name} on \w+, \w+ and \w+",
+    }
+    for index in range(40):
+        scene, caption = captioned_scene(config, index)
+        assert re.fullmatch(forms[len(scene.labels)], caption), caption
+        assert "aeroplane" not in caption or "an aeroplane" in caption
+        assert " a aeroplane" not in caption and " an boat" not in caption
+
+
+def test_object_only_caption_drops_the_contexts():
+    config = dataclasses.replace(
+        CONFIG, co_occurrence=1.0, object_only_caption=1.0, context_only_fraction=0.0
+    )
+    for index in range(20):
+        scene, caption = captioned_scene(config, index)
+        assert scene.contexts and " on " not in caption
+
+
+def test_context_only_fraction_bounds():
+    only = dataclasses.replace(CONFIG, context_only_fraction=1.0)
+    never = dataclasses.replace(CONFIG, context_only_fraction=0.0)
+    assert all(captioned_scene(only, i)[0].labels == () for i in range(20))
+    assert all(captioned_scene(never, i)[0].labels != () for i in range(20))
+
+
+def test_render_captioned_scene_is_captioned_scene_without_ground_truth():
+    scene, caption = captioned_scene(CONFIG, 5)
+    image, same_caption = render_captioned_scene(CONFIG, 5)
+    assert image.tobytes() == scene.image.tobytes() and caption == same_caption
+
+
+def test_contexts_are_bright_and_textured():
+    """A dark or flat context would look like the dimmed, masked images SemPLES shows CLIP."""
+    rng = np.random.default_rng(0)
+    for context, texture in _TEXTURES.items():
+        patch = texture(rng, 30, 60)
+        assert patch.shape == (30, 60, 3)
+        assert patch.mean() > 90 and patch.mean(axis=2).std() > 5, context
+
+
+def test_ids_and_split_sizes():
+    assert scene_id("train", 42) == "train_000042"
+    assert captioned_id(42) == "cap_000042"
+    assert split_sizes(ToyWorldConfig(num_train=5, num_val=2)) == {"train": 5, "val": 2}
+
+
+def test_negative_index_is_rejected():
+    with pytest.raises(ValueError, match="index must be >= 0, got -1"):
+        render_scene(CONFIG, "train", -1)
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        ({"image_size": 16}, "image_size must be >= 32, got 16"),
+        ({"num_train": -1}, "num_train must be >= 0, got -1"),
+        ({"num_val": -2}, "num_val must be >= 0, got -2"),
+        ({"num_captioned": -3}, "num_captioned must be >= 0, got -3"),
+        ({"seed": -1}, "seed must be >= 0, got -1"),
+        ({"co_occurrence": 1.5}, r"co_occurrence must be in \[0, 1\], got 1.5"),
+        ({"context_only_fraction": -0.1}, r"context_only_fraction must be in \[0, 1\]"),
+        ({"object_only_caption": float("nan")}, r"object_only_caption must be in \[0, 1\]"),
+        ({"min_objects": 0}, "min_objects=0, max_objects=3"),
+        ({"min_objects": 3, "max_objects": 2}, "min_objects=3, max_objects=2"),
+        ({"max_objects": 7}, "min_objects=1, max_objects=7"),
+        ({"image_size": 40, "max_objects": 5}, "image_size=40 is too small for max_objects=5"),
+    ],
+)
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        ToyWorldConfig(**overrides)
