@@ -40,6 +40,17 @@ def versions(project: Path, relative: str) -> list[str]:
     return sorted(p.name for p in (project / relative).iterdir())
 
 
+def saved(project: Path, relative: str, version: str) -> Path:
+    """The file of one version of a versioned entry: <relative>/<version>/<name>."""
+    return project / relative / version / Path(relative).name
+
+
+def saved_report(project: Path, version: str) -> dict:
+    return json.loads(
+        saved(project, "data/08_reporting/ingestion_report.json", version).read_text()
+    )
+
+
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("project")
@@ -55,7 +66,9 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_ingestion_runs(project) -> list[str]:
     kedro(project, "run", "--env=test", "--pipeline=ingestion")
-    kedro(project, "run", "--env=test", "--pipelines=ingestion", "--params=ingestion.toy.num_train=16")
+    kedro(
+        project, "run", "--env=test", "--pipelines=ingestion", "--params=ingestion.toy.num_train=16"
+    )
     return versions(project, "data/02_intermediate/image_index.parquet")
 
 
@@ -70,15 +83,13 @@ def test_ingestion_twice_keeps_two_versions_of_everything(project, two_ingestion
         assert len(versions(project, relative)) == 2, relative
 
     old, new = two_ingestion_runs
-    index = pd.read_parquet(project / f"data/02_intermediate/image_index.parquet/{new}/image_index.parquet")
+    index = pd.read_parquet(saved(project, "data/02_intermediate/image_index.parquet", new))
     assert index.groupby("split").size().to_dict() == {"train": 16, "val": 8}
     masks = MaskSetDataset(
         path=str(project / "data/01_raw/generated_masks"), version=Version(None, None)
     ).load()
     assert len(masks) == 24 and Path(index["mask_path"].iloc[0]).exists()
-    report = json.loads(
-        (project / f"data/08_reporting/ingestion_report.json/{new}/ingestion_report.json").read_text()
-    )
+    report = saved_report(project, new)
     assert report["num_images"] == 24
     assert report["per_split"] == {"train": 16, "val": 8}
     assert report["params"]["toy"]["num_train"] == 16
@@ -95,9 +106,7 @@ def pinned_run(project, two_ingestion_runs) -> str:
 
 
 def test_load_versions_selects_the_older_index(project, pinned_run):
-    report = json.loads(
-        (project / f"data/08_reporting/ingestion_report.json/{pinned_run}/ingestion_report.json").read_text()
-    )
+    report = saved_report(project, pinned_run)
     assert report["per_split"] == {"train": 24, "val": 8}
 
 
@@ -105,7 +114,7 @@ def test_reporting_compares_every_saved_run(project, pinned_run):
     result = kedro(project, "run", "--env=test", "--pipeline=reporting")
 
     runs = versions(project, "data/08_reporting/run_comparison.csv")
-    table = pd.read_csv(project / f"data/08_reporting/run_comparison.csv/{runs[-1]}/run_comparison.csv")
+    table = pd.read_csv(saved(project, "data/08_reporting/run_comparison.csv", runs[-1]))
     ingestion_rows = table[table["report"] == "ingestion_report"]
     assert len(ingestion_rows) == len(versions(project, "data/08_reporting/ingestion_report.json"))
     assert ingestion_rows["value"].tolist() == [32, 24, 32]

@@ -99,9 +99,10 @@ def sigmoid_focal_loss(
     probs = input.sigmoid()
     log_p = F.logsigmoid(input)
     log_not_p = F.logsigmoid(-input)
-    loss = -alpha * (1 - probs).pow(gamma) * one_hot * log_p - (1 - alpha) * probs.pow(
-        gamma
-    ) * (1 - one_hot) * log_not_p
+    loss = (
+        -alpha * (1 - probs).pow(gamma) * one_hot * log_p
+        - (1 - alpha) * probs.pow(gamma) * (1 - one_hot) * log_not_p
+    )
     if weight is not None:
         loss = loss * weight.view(-1, 1)
     if reduction == "mean":

@@ -3,108 +3,26 @@
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-from pycocotools import mask as mask_utils
 
+from layouts import (
+    HEIGHT,
+    WIDTH,
+    coco_instances,
+    coco_key,
+    make_coco,
+    save_coco_mask,
+)  # fmt: skip
 from semples.data.coco import CocoSplit, coco_mask_renderers, scan_coco
 from semples.data.index import BadItemError, ItemPolicy
-
-# The 80 COCO category ids: 1..90 with gaps, as in instances_*2014.json.
-CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
-WIDTH, HEIGHT = 40, 30
-IMAGE_IDS = (42, 73, 9)  # 9: its json size is wrong (the file is 20x10)
-
-
-def key(image_id: int) -> str:
-    return f"COCO_val2014_{image_id:012d}"
-
-
-def rectangle(x0: int, y0: int, x1: int, y1: int) -> list[list[float]]:
-    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
-
-
-def uncompressed_rle(binary: np.ndarray) -> dict:
-    """COCO's uncompressed RLE: column-major run lengths, starting with a run of zeros."""
-    flat = binary.flatten(order="F").astype(np.uint8)
-    changes = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], changes, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0] == 1:
-        counts = [0, *counts]
-    return {"size": list(binary.shape), "counts": counts}
-
-
-def compressed_rle(binary: np.ndarray) -> dict:
-    rle = mask_utils.encode(np.asfortranarray(binary.astype(np.uint8)))
-    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-
-
-def band(rows: slice, cols: slice) -> np.ndarray:
-    binary = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    binary[rows, cols] = True
-    return binary
-
-
-def annotation(ann_id: int, image_id: int, category: int, segmentation, area, crowd=0) -> dict:
-    return {
-        "id": ann_id,
-        "image_id": image_id,
-        "category_id": category,
-        "segmentation": segmentation,
-        "area": area,
-        "iscrowd": crowd,
-        "bbox": [0, 0, 1, 1],
-    }
-
-
-def instances() -> dict:
-    categories = [{"id": i, "name": f"cat{i}", "supercategory": "x"} for i in CATEGORY_IDS]
-    random.Random(0).shuffle(categories)  # the order in the file must not matter
-    return {
-        "images": [
-            {"id": 42, "file_name": f"{key(42)}.jpg", "width": WIDTH, "height": HEIGHT},
-            {"id": 73, "file_name": f"{key(73)}.jpg", "width": WIDTH, "height": HEIGHT},
-            {"id": 9, "file_name": f"{key(9)}.jpg", "width": 10, "height": 20},
-        ],
-        "annotations": [
-            # small first: painting in file order would let the large one cover it
-            annotation(1, 42, 90, rectangle(5, 5, 10, 10), area=25),
-            annotation(2, 42, 1, rectangle(2, 2, 30, 25), area=644),
-            annotation(3, 42, 2, compressed_rle(band(slice(0, 6), slice(32, 40))), area=48),
-            annotation(4, 42, 44, uncompressed_rle(band(slice(20, 30), slice(0, 40))), 400, 1),
-            annotation(5, 73, 44, uncompressed_rle(band(slice(0, 5), slice(0, 5))), 25, 1),
-            annotation(6, 9, 3, rectangle(1, 1, 5, 5), area=16),
-        ],
-        "categories": categories,
-    }
-
-
-def save_jpeg(path: Path, width: int, height: int) -> None:
-    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format="JPEG")
-
-
-def save_mask(path: Path, mask: np.ndarray) -> None:
-    image = Image.fromarray(mask)
-    image.putpalette([0, 0, 0] * 256)
-    image.save(path)
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    root = tmp_path / "coco"
-    (root / "annotations").mkdir(parents=True)
-    (root / "val2014").mkdir()
-    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(instances()))
-    save_jpeg(root / "val2014" / f"{key(42)}.jpg", WIDTH, HEIGHT)
-    save_jpeg(root / "val2014" / f"{key(73)}.jpg", WIDTH, HEIGHT)
-    save_jpeg(root / "val2014" / f"{key(9)}.jpg", 20, 10)
-    return root
+    return make_coco(tmp_path / "coco")
 
 
 @pytest.fixture
@@ -119,7 +37,7 @@ def mask_paths(split: CocoSplit, tmp_path: Path) -> dict[str, Path]:
     paths = {}
     for image_key, render in coco_mask_renderers([split]).items():
         paths[image_key] = tmp_path / "masks" / f"{image_key}.png"
-        save_mask(paths[image_key], render())
+        save_coco_mask(paths[image_key], render())
     return paths
 
 
@@ -166,23 +84,23 @@ def test_mask_renderers_are_lazy_callables_keyed_by_image_key(split, monkeypatch
     rendered = []
     monkeypatch.setattr(split, "render_mask", lambda image_id: rendered.append(image_id))
     renderers = coco_mask_renderers([split])
-    assert sorted(renderers) == [key(9), key(42), key(73)]
+    assert sorted(renderers) == [coco_key(9), coco_key(42), coco_key(73)]
     assert rendered == []
-    renderers[key(42)]()
+    renderers[coco_key(42)]()
     assert rendered == [42]
 
 
 def test_malformed_segmentation_is_a_bad_item(root):
-    data = instances()
+    data = coco_instances()
     data["annotations"][0]["segmentation"] = {"size": [HEIGHT, WIDTH]}
     json_path = root / "annotations" / "instances_val2014.json"
     json_path.write_text(json.dumps(data))
     with pytest.raises(BadItemError) as info:
         CocoSplit.load(root, "val").render_mask(42)
     assert str(info.value) == (
-        f"{json_path}: annotation 1 of {key(42)}: cannot decode segmentation: 'counts'"
+        f"{json_path}: annotation 1 of {coco_key(42)}: cannot decode segmentation: 'counts'"
     )
-    assert info.value.item_id == key(42)
+    assert info.value.item_id == coco_key(42)
 
 
 # --- loading --------------------------------------------------------------------------------
@@ -213,7 +131,7 @@ def test_load_broken_json(root):
 
 
 def test_load_annotation_with_unknown_category(root):
-    data = instances()
+    data = coco_instances()
     data["annotations"][0]["category_id"] = 12
     json_path = root / "annotations" / "instances_val2014.json"
     json_path.write_text(json.dumps(data))
@@ -228,18 +146,18 @@ def test_load_annotation_with_unknown_category(root):
 def test_scan_coco_records(split, root, mask_paths):
     policy = ItemPolicy("skip")
     records = scan_coco([split], mask_paths, policy)
-    assert [r.id for r in records] == [key(42), key(73)]
+    assert [r.id for r in records] == [coco_key(42), coco_key(73)]
     first = records[0]
     assert first.split == "val"
-    assert first.image_path == (root / "val2014" / f"{key(42)}.jpg").resolve().as_posix()
-    assert first.mask_path == mask_paths[key(42)].resolve().as_posix()
+    assert first.image_path == (root / "val2014" / f"{coco_key(42)}.jpg").resolve().as_posix()
+    assert first.mask_path == mask_paths[coco_key(42)].resolve().as_posix()
     assert (first.width, first.height, first.labels) == (WIDTH, HEIGHT, (0, 1, 79))
     assert records[1].labels == ()
-    image_9 = root / "val2014" / f"{key(9)}.jpg"
+    image_9 = root / "val2014" / f"{coco_key(9)}.jpg"
     json_path = root / "annotations" / "instances_val2014.json"
     assert policy.skipped == [
         {
-            "id": key(9),
+            "id": coco_key(9),
             "split": "val",
             "path": str(image_9),
             "reason": f"image is 20x10 but {json_path} says 10x20",
@@ -255,7 +173,7 @@ def test_scan_coco_raises_on_size_mismatch_by_default(split, mask_paths):
 @pytest.fixture
 def good_split(root: Path) -> CocoSplit:
     """The split without image 9 (whose json size is wrong)."""
-    data = instances()
+    data = coco_instances()
     data["images"] = [image for image in data["images"] if image["id"] != 9]
     data["annotations"] = [a for a in data["annotations"] if a["image_id"] != 9]
     (root / "annotations" / "instances_val2014.json").write_text(json.dumps(data))
@@ -263,42 +181,44 @@ def good_split(root: Path) -> CocoSplit:
 
 
 def test_scan_coco_missing_mask_path(good_split, root, mask_paths):
-    del mask_paths[key(73)]
+    del mask_paths[coco_key(73)]
     with pytest.raises(BadItemError) as info:
         scan_coco([good_split], mask_paths)
-    image = root / "val2014" / f"{key(73)}.jpg"
-    assert str(info.value) == f"{image}: no mask path given for '{key(73)}'"
-    assert info.value.item_id == key(73)
+    image = root / "val2014" / f"{coco_key(73)}.jpg"
+    assert str(info.value) == f"{image}: no mask path given for '{coco_key(73)}'"
+    assert info.value.item_id == coco_key(73)
 
 
 def test_scan_coco_mask_size_mismatch(good_split, root, mask_paths):
-    save_mask(mask_paths[key(73)], np.zeros((WIDTH, HEIGHT), dtype=np.uint8))
+    save_coco_mask(mask_paths[coco_key(73)], np.zeros((WIDTH, HEIGHT), dtype=np.uint8))
     with pytest.raises(BadItemError) as info:
         scan_coco([good_split], mask_paths)
-    image = root / "val2014" / f"{key(73)}.jpg"
-    mask = mask_paths[key(73)]
+    image = root / "val2014" / f"{coco_key(73)}.jpg"
+    mask = mask_paths[coco_key(73)]
     assert str(info.value) == f"{mask}: mask 30x40 does not match image 40x30 ({image})"
 
 
 def test_scan_coco_mask_values_outside_classes(good_split, mask_paths):
-    save_mask(mask_paths[key(73)], np.full((HEIGHT, WIDTH), 81, dtype=np.uint8))
+    save_coco_mask(mask_paths[coco_key(73)], np.full((HEIGHT, WIDTH), 81, dtype=np.uint8))
     with pytest.raises(BadItemError) as info:
         scan_coco([good_split], mask_paths)
-    assert str(info.value) == f"{mask_paths[key(73)]}: mask has values outside 0..80 and 255: 81"
+    assert (
+        str(info.value) == f"{mask_paths[coco_key(73)]}: mask has values outside 0..80 and 255: 81"
+    )
 
 
 def test_scan_coco_missing_image(good_split, root, mask_paths):
-    image = root / "val2014" / f"{key(73)}.jpg"
+    image = root / "val2014" / f"{coco_key(73)}.jpg"
     image.unlink()
     policy = ItemPolicy("skip")
-    assert [r.id for r in scan_coco([good_split], mask_paths, policy)] == [key(42)]
+    assert [r.id for r in scan_coco([good_split], mask_paths, policy)] == [coco_key(42)]
     assert policy.skipped == [
-        {"id": key(73), "split": "val", "path": str(image), "reason": "image file not found"}
+        {"id": coco_key(73), "split": "val", "path": str(image), "reason": "image file not found"}
     ]
 
 
 def test_scan_coco_decode_images_flag(good_split, root, mask_paths):
-    image = root / "val2014" / f"{key(73)}.jpg"
+    image = root / "val2014" / f"{coco_key(73)}.jpg"
     image.write_bytes(image.read_bytes()[:-200])
     assert len(scan_coco([good_split], mask_paths, decode_images=False)) == 2
     with pytest.raises(BadItemError, match="cannot read image: image file is truncated"):

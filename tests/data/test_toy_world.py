@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from semples.data.toy_world import (
+    _TEXTURES,
     CAPTION_PREFIX,
     TOY_CLASSES,
     TOY_CONTEXTS,
     ToyWorldConfig,
-    _TEXTURES,
     captioned_id,
     captioned_scene,
     render_captioned_scene,

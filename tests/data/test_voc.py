@@ -9,73 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from layouts import AUG_ONLY, IMAGES, make_voc, save_mask, save_xml
 from semples.data import voc
 from semples.data.index import BadItemError, ItemPolicy
 from semples.data.voc import scan_voc
-
-PALETTE = list(np.random.default_rng(1).integers(0, 256, 256 * 3, dtype=np.uint8))
-
-# id -> (width, height, mask classes in SegmentationClass, xml object names)
-IMAGES = {
-    "2007_000001": (32, 24, [1], ["aeroplane", "person"]),
-    "2007_000002": (24, 32, [8, 12], ["cat", "dog"]),
-    "2007_000003": (30, 20, [15], ["person"]),
-    "2007_000004": (20, 30, [], []),
-}
-AUG_ONLY = "2008_000005"  # only in SegmentationClassAug and train_aug, like the SBD images
-SPLITS = {
-    "train": "2007_000001\n\n2007_000002   \n",
-    "val": "2007_000003\n2007_000004\n",
-    "train_aug": f"2007_000001\n2007_000002\n{AUG_ONLY}\n",
-}
-
-
-def save_jpeg(path: Path, width: int, height: int) -> None:
-    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    Image.fromarray(pixels).save(path, format="JPEG")
-
-
-def save_mask(path: Path, width: int, height: int, classes: list[int], palette: bool = True):
-    """Background, one horizontal band per class, a 255 border (as in VOC masks)."""
-    mask = np.zeros((height, width), dtype=np.uint8)
-    for band, value in enumerate(classes):
-        mask[2 + 4 * band : 5 + 4 * band, 2:-2] = value
-    mask[0, :] = 255
-    image = Image.fromarray(mask)
-    if palette:
-        image.putpalette(PALETTE)
-    image.save(path)
-
-
-def save_xml(path: Path, names: list[str]) -> None:
-    objects = "".join(
-        f"<object><name>{name}</name><difficult>0</difficult>"
-        f"<part><name>head</name></part></object>"
-        for name in names
-    )
-    path.write_text(f"<annotation><filename>x.jpg</filename>{objects}</annotation>")
-
-
-def make_voc(root: Path, annotations: bool = False) -> Path:
-    for folder in ("JPEGImages", "SegmentationClass", "SegmentationClassAug"):
-        (root / folder).mkdir(parents=True)
-    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
-    for split, text in SPLITS.items():
-        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(text)
-    for image_id, (width, height, classes, _) in IMAGES.items():
-        save_jpeg(root / "JPEGImages" / f"{image_id}.jpg", width, height)
-        save_mask(root / "SegmentationClass" / f"{image_id}.png", width, height, classes)
-    # Aug masks (grayscale, as SBD ships them) for 1 and 2 win over SegmentationClass.
-    save_mask(root / "SegmentationClassAug" / "2007_000001.png", 32, 24, [1, 15], palette=False)
-    save_mask(root / "SegmentationClassAug" / "2007_000002.png", 24, 32, [8, 12], palette=False)
-    save_jpeg(root / "JPEGImages" / f"{AUG_ONLY}.jpg", 16, 16)
-    save_mask(root / "SegmentationClassAug" / f"{AUG_ONLY}.png", 16, 16, [20], palette=False)
-    if annotations:
-        (root / "Annotations").mkdir()
-        for image_id, (*_, names) in IMAGES.items():
-            save_xml(root / "Annotations" / f"{image_id}.xml", names)
-        save_xml(root / "Annotations" / f"{AUG_ONLY}.xml", ["tvmonitor"])
-    return root
 
 
 @pytest.fixture

@@ -97,8 +97,14 @@ def test_unversioned_save_replaces_the_folder_whole(tmp_path):
 @pytest.mark.parametrize(
     ("items", "message"),
     [
-        ({"x": np.zeros((2, 2), dtype=np.int32) + 300}, "mask 'x': label values must lie in 0..255"),
-        ({"y": np.zeros((2, 2, 4), dtype=np.uint8)}, "mask 'y': cannot save an array of dtype uint8"),
+        (
+            {"x": np.zeros((2, 2), dtype=np.int32) + 300},
+            "mask 'x': label values must lie in 0..255",
+        ),
+        (
+            {"y": np.zeros((2, 2, 4), dtype=np.uint8)},
+            "mask 'y': cannot save an array of dtype uint8",
+        ),
         ({"a/b": np.zeros((2, 2), np.uint8)}, "mask id 'a/b' must be a non-empty string"),
         ({".hidden": np.zeros((2, 2), np.uint8)}, "mask id '.hidden' must not start with '.'"),
     ],

@@ -21,7 +21,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path, PurePosixPath
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 
 from semples.viz import voc_palette
 
-MaskItem = Union[np.ndarray, Mapping[str, np.ndarray]]
-MaskSource = Union[MaskItem, Callable[[], MaskItem]]
+MaskItem = np.ndarray | Mapping[str, np.ndarray]
+MaskSource = MaskItem | Callable[[], MaskItem]
 
 _NPZ_SINGLE_KEY = "array"
 

@@ -1,0 +1,162 @@
+"""Tiny dataset folders in the real VOC 2012 and COCO 2014 layouts, made by the tests."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+PALETTE = list(np.random.default_rng(1).integers(0, 256, 256 * 3, dtype=np.uint8))
+
+# id -> (width, height, mask classes in SegmentationClass, xml object names)
+IMAGES = {
+    "2007_000001": (32, 24, [1], ["aeroplane", "person"]),
+    "2007_000002": (24, 32, [8, 12], ["cat", "dog"]),
+    "2007_000003": (30, 20, [15], ["person"]),
+    "2007_000004": (20, 30, [], []),
+}
+AUG_ONLY = "2008_000005"  # only in SegmentationClassAug and train_aug, like the SBD images
+SPLITS = {
+    "train": "2007_000001\n\n2007_000002   \n",
+    "val": "2007_000003\n2007_000004\n",
+    "train_aug": f"2007_000001\n2007_000002\n{AUG_ONLY}\n",
+}
+
+
+def save_jpeg(path: Path, width: int, height: int) -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format="JPEG")
+
+
+def save_mask(path: Path, width: int, height: int, classes: list[int], palette: bool = True):
+    """Background, one horizontal band per class, a 255 border (as in VOC masks)."""
+    mask = np.zeros((height, width), dtype=np.uint8)
+    for band, value in enumerate(classes):
+        mask[2 + 4 * band : 5 + 4 * band, 2:-2] = value
+    mask[0, :] = 255
+    image = Image.fromarray(mask)
+    if palette:
+        image.putpalette(PALETTE)
+    image.save(path)
+
+
+def save_xml(path: Path, names: list[str]) -> None:
+    objects = "".join(
+        f"<object><name>{name}</name><difficult>0</difficult>"
+        f"<part><name>head</name></part></object>"
+        for name in names
+    )
+    path.write_text(f"<annotation><filename>x.jpg</filename>{objects}</annotation>")
+
+
+def make_voc(root: Path, annotations: bool = False) -> Path:
+    for folder in ("JPEGImages", "SegmentationClass", "SegmentationClassAug"):
+        (root / folder).mkdir(parents=True)
+    (root / "ImageSets" / "Segmentation").mkdir(parents=True)
+    for split, text in SPLITS.items():
+        (root / "ImageSets" / "Segmentation" / f"{split}.txt").write_text(text)
+    for image_id, (width, height, classes, _) in IMAGES.items():
+        save_jpeg(root / "JPEGImages" / f"{image_id}.jpg", width, height)
+        save_mask(root / "SegmentationClass" / f"{image_id}.png", width, height, classes)
+    # Aug masks (grayscale, as SBD ships them) for 1 and 2 win over SegmentationClass.
+    save_mask(root / "SegmentationClassAug" / "2007_000001.png", 32, 24, [1, 15], palette=False)
+    save_mask(root / "SegmentationClassAug" / "2007_000002.png", 24, 32, [8, 12], palette=False)
+    save_jpeg(root / "JPEGImages" / f"{AUG_ONLY}.jpg", 16, 16)
+    save_mask(root / "SegmentationClassAug" / f"{AUG_ONLY}.png", 16, 16, [20], palette=False)
+    if annotations:
+        (root / "Annotations").mkdir()
+        for image_id, (*_, names) in IMAGES.items():
+            save_xml(root / "Annotations" / f"{image_id}.xml", names)
+        save_xml(root / "Annotations" / f"{AUG_ONLY}.xml", ["tvmonitor"])
+    return root
+
+
+# The 80 COCO category ids: 1..90 with gaps, as in instances_*2014.json.
+CATEGORY_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
+WIDTH, HEIGHT = 40, 30
+IMAGE_IDS = (42, 73, 9)  # 9: its json size is wrong (the file is 20x10)
+
+
+def coco_key(image_id: int) -> str:
+    return f"COCO_val2014_{image_id:012d}"
+
+
+def rectangle(x0: int, y0: int, x1: int, y1: int) -> list[list[float]]:
+    return [[x0, y0, x1, y0, x1, y1, x0, y1]]
+
+
+def uncompressed_rle(binary: np.ndarray) -> dict:
+    """COCO's uncompressed RLE: column-major run lengths, starting with a run of zeros."""
+    flat = binary.flatten(order="F").astype(np.uint8)
+    changes = np.flatnonzero(np.diff(flat)) + 1
+    bounds = np.concatenate([[0], changes, [flat.size]])
+    counts = np.diff(bounds).tolist()
+    if flat[0] == 1:
+        counts = [0, *counts]
+    return {"size": list(binary.shape), "counts": counts}
+
+
+def compressed_rle(binary: np.ndarray) -> dict:
+    rle = mask_utils.encode(np.asfortranarray(binary.astype(np.uint8)))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def band(rows: slice, cols: slice) -> np.ndarray:
+    binary = np.zeros((HEIGHT, WIDTH), dtype=bool)
+    binary[rows, cols] = True
+    return binary
+
+
+def annotation(ann_id: int, image_id: int, category: int, segmentation, area, crowd=0) -> dict:
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category,
+        "segmentation": segmentation,
+        "area": area,
+        "iscrowd": crowd,
+        "bbox": [0, 0, 1, 1],
+    }
+
+
+def coco_instances() -> dict:
+    categories = [{"id": i, "name": f"cat{i}", "supercategory": "x"} for i in CATEGORY_IDS]
+    random.Random(0).shuffle(categories)  # the order in the file must not matter
+    return {
+        "images": [
+            {"id": 42, "file_name": f"{coco_key(42)}.jpg", "width": WIDTH, "height": HEIGHT},
+            {"id": 73, "file_name": f"{coco_key(73)}.jpg", "width": WIDTH, "height": HEIGHT},
+            {"id": 9, "file_name": f"{coco_key(9)}.jpg", "width": 10, "height": 20},
+        ],
+        "annotations": [
+            # small first: painting in file order would let the large one cover it
+            annotation(1, 42, 90, rectangle(5, 5, 10, 10), area=25),
+            annotation(2, 42, 1, rectangle(2, 2, 30, 25), area=644),
+            annotation(3, 42, 2, compressed_rle(band(slice(0, 6), slice(32, 40))), area=48),
+            annotation(4, 42, 44, uncompressed_rle(band(slice(20, 30), slice(0, 40))), 400, 1),
+            annotation(5, 73, 44, uncompressed_rle(band(slice(0, 5), slice(0, 5))), 25, 1),
+            annotation(6, 9, 3, rectangle(1, 1, 5, 5), area=16),
+        ],
+        "categories": categories,
+    }
+
+
+def save_coco_mask(path: Path, mask: np.ndarray) -> None:
+    image = Image.fromarray(mask)
+    image.putpalette([0, 0, 0] * 256)
+    image.save(path)
+
+
+def make_coco(root: Path) -> Path:
+    """A COCO-layout folder with the val split only; image 9's json size is wrong on purpose."""
+    (root / "annotations").mkdir(parents=True)
+    (root / "val2014").mkdir()
+    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(coco_instances()))
+    save_jpeg(root / "val2014" / f"{coco_key(42)}.jpg", WIDTH, HEIGHT)
+    save_jpeg(root / "val2014" / f"{coco_key(73)}.jpg", WIDTH, HEIGHT)
+    save_jpeg(root / "val2014" / f"{coco_key(9)}.jpg", 20, 10)
+    return root
