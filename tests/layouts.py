@@ -81,8 +81,8 @@ WIDTH, HEIGHT = 40, 30
 IMAGE_IDS = (42, 73, 9)  # 9: its json size is wrong (the file is 20x10)
 
 
-def coco_key(image_id: int) -> str:
-    return f"COCO_val2014_{image_id:012d}"
+def coco_key(image_id: int, split: str = "val") -> str:
+    return f"COCO_{split}2014_{image_id:012d}"
 
 
 def rectangle(x0: int, y0: int, x1: int, y1: int) -> list[list[float]]:
@@ -123,14 +123,14 @@ def annotation(ann_id: int, image_id: int, category: int, segmentation, area, cr
     }
 
 
-def coco_instances() -> dict:
+def coco_instances(split: str = "val") -> dict:
     categories = [{"id": i, "name": f"cat{i}", "supercategory": "x"} for i in CATEGORY_IDS]
     random.Random(0).shuffle(categories)  # the order in the file must not matter
     return {
         "images": [
-            {"id": 42, "file_name": f"{coco_key(42)}.jpg", "width": WIDTH, "height": HEIGHT},
-            {"id": 73, "file_name": f"{coco_key(73)}.jpg", "width": WIDTH, "height": HEIGHT},
-            {"id": 9, "file_name": f"{coco_key(9)}.jpg", "width": 10, "height": 20},
+            {"id": 42, "file_name": f"{coco_key(42, split)}.jpg", "width": WIDTH, "height": HEIGHT},
+            {"id": 73, "file_name": f"{coco_key(73, split)}.jpg", "width": WIDTH, "height": HEIGHT},
+            {"id": 9, "file_name": f"{coco_key(9, split)}.jpg", "width": 10, "height": 20},
         ],
         "annotations": [
             # small first: painting in file order would let the large one cover it
@@ -151,12 +151,17 @@ def save_coco_mask(path: Path, mask: np.ndarray) -> None:
     image.save(path)
 
 
-def make_coco(root: Path) -> Path:
-    """A COCO-layout folder with the val split only; image 9's json size is wrong on purpose."""
+def make_coco(root: Path, splits: tuple[str, ...] = ("val",)) -> Path:
+    """A COCO-layout folder (same 3 images per split); image 9's json size is wrong on purpose."""
     (root / "annotations").mkdir(parents=True)
-    (root / "val2014").mkdir()
-    (root / "annotations" / "instances_val2014.json").write_text(json.dumps(coco_instances()))
-    save_jpeg(root / "val2014" / f"{coco_key(42)}.jpg", WIDTH, HEIGHT)
-    save_jpeg(root / "val2014" / f"{coco_key(73)}.jpg", WIDTH, HEIGHT)
-    save_jpeg(root / "val2014" / f"{coco_key(9)}.jpg", 20, 10)
+    for split in splits:
+        (root / f"{split}2014").mkdir()
+        annotations = json.dumps(coco_instances(split))
+        (root / "annotations" / f"instances_{split}2014.json").write_text(annotations)
+        for image_id, (width, height) in (
+            (42, (WIDTH, HEIGHT)),
+            (73, (WIDTH, HEIGHT)),
+            (9, (20, 10)),
+        ):
+            save_jpeg(root / f"{split}2014" / f"{coco_key(image_id, split)}.jpg", width, height)
     return root

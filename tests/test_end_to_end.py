@@ -14,11 +14,13 @@ import sys
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from kedro.io.core import Version
 from nbclient import NotebookClient
 
+from layouts import coco_key, make_coco, make_voc
 from semples.datasets import MaskSetDataset
 
 pytestmark = pytest.mark.slow
@@ -144,3 +146,46 @@ def test_kedro_viz_builds_offline(project, two_ingestion_runs):
     graph = json.loads((project / "build/api/main").read_text())
     names = {n["name"] for n in graph["nodes"]}
     assert {"generate_dataset_files", "build_image_index", "compare_runs"} <= names
+
+
+def test_voc_environment_ingests_a_voc_layout_folder(project, tmp_path):
+    """SegmentationClassAug + SegmentationClass, three split files, no Annotations."""
+    root = make_voc(tmp_path / "VOC2012")
+    kedro(project, "run", "--env=voc", "--pipeline=ingestion", f"--params=voc_root={root}")
+
+    latest = versions(project, "data/02_intermediate/image_index.parquet")[-1]
+    index = pd.read_parquet(saved(project, "data/02_intermediate/image_index.parquet", latest))
+    assert index.groupby("split").size().to_dict() == {"train": 2, "train_aug": 3, "val": 2}
+    first = index[(index["id"] == "2007_000001") & (index["split"] == "train")].iloc[0]
+    assert first["label_names"].tolist() == ["aeroplane", "person"]  # from the Aug mask
+    assert (first["width"], first["height"]) == (32, 24)
+    assert first["image_path"] == (root / "JPEGImages/2007_000001.jpg").resolve().as_posix()
+    report = saved_report(project, versions(project, "data/08_reporting/ingestion_report.json")[-1])
+    assert report["dataset"] == "voc" and report["num_unique_images"] == 5
+
+
+def test_voc_environment_without_root_says_how_to_set_it(project):
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    result = subprocess.run(
+        [*KEDRO, "run", "--env=voc", "--pipeline=ingestion"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "--params=voc_root=PATH" in " ".join((result.stdout + result.stderr).split())
+
+
+def test_coco_environment_renders_versioned_masks_and_skips_bad_items(project, tmp_path):
+    root = make_coco(tmp_path / "coco", splits=("train", "val"))
+    kedro(project, "run", "--env=coco", "--pipeline=ingestion",
+          f"--params=coco_root={root},ingestion.on_bad_item=skip")  # fmt: skip
+
+    latest = versions(project, "data/08_reporting/ingestion_report.json")[-1]
+    report = saved_report(project, latest)
+    assert report["dataset"] == "coco"
+    assert report["per_split"] == {"train": 2, "val": 2}
+    assert report["num_skipped"] == 2  # image 9 of each split: json size != file size
+    assert len(report["class_names"]) == 80
+    masks = MaskSetDataset(
+        path=str(project / "data/01_raw/generated_masks"), version=Version(latest, None)
+    ).load()
+    assert len(masks) == 6 and masks.read(coco_key(42)).dtype == np.uint8

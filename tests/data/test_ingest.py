@@ -1,0 +1,47 @@
+"""The dataset dispatch of ingestion and its report."""
+
+import pandas as pd
+import pytest
+
+from semples.data import ingest
+from semples.data.index import IndexRecord, records_to_frame
+
+NAMES = ("boat", "train", "cow")
+
+
+def test_report_counts_images_per_split_and_class_frequencies():
+    records = [
+        IndexRecord("a", "train", "a.jpg", "a.png", 4, 3, (0, 2)),
+        IndexRecord("b", "train", "b.jpg", "b.png", 4, 3, (2,)),
+        IndexRecord("a", "train_aug", "a.jpg", "a.png", 4, 3, (0, 2)),
+    ]
+    skipped = [{"id": "c", "split": "val", "path": "c.jpg", "reason": "image file not found"}]
+    params = {"dataset": "voc", "voc": {"root": "/data/voc"}}
+
+    report = ingest.ingestion_report(records_to_frame(records, NAMES), NAMES, skipped, params)
+
+    assert report["num_images"] == 3 and report["num_unique_images"] == 2
+    assert report["per_split"] == {"train": 2, "train_aug": 1}
+    assert report["class_frequency"] == {"boat": 2, "train": 0, "cow": 3}
+    assert report["class_frequency_by_split"]["train"] == {"boat": 1, "train": 0, "cow": 2}
+    assert report["num_skipped"] == 1 and report["skipped"] == skipped
+    assert report["params"] == {"dataset": "voc", "voc": {"root": "/data/voc"}}
+
+
+def test_report_of_an_empty_index():
+    empty = records_to_frame([], NAMES)
+    report = ingest.ingestion_report(empty, NAMES, [], {"dataset": "toy", "toy": {}})
+    assert report["num_images"] == 0
+    assert report["class_frequency"] == {"boat": 0, "train": 0, "cow": 0}
+
+
+@pytest.mark.parametrize("name", ["voc", "coco"])
+def test_a_real_dataset_without_root_says_how_to_set_it(name):
+    params = {"dataset": name, name: {"root": None, "splits": ["val"]}}
+    with pytest.raises(ValueError, match=f"--params={name}_root=PATH"):
+        ingest.build_index(params, {}, {}, pd.DataFrame())
+
+
+def test_voc_generates_no_files():
+    files = ingest.generate_files({"dataset": "voc", "voc": {"root": "/nowhere"}})
+    assert files.images == {} and files.masks == {} and files.annotations.empty

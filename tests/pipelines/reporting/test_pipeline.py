@@ -1,0 +1,51 @@
+"""The reporting pipeline in process, over report histories held in memory."""
+
+from kedro.io import MemoryDataset
+from kedro.runner import SequentialRunner
+from matplotlib.figure import Figure
+
+from catalogs import keeping_catalog
+from semples.pipelines.reporting import create_pipeline
+from semples.pipelines.reporting.pipeline import REPORTS
+
+PARAMS = {
+    "reports": {
+        "ingestion_report": {"headline": "num_images", "per_class": "class_frequency"},
+        "cam_metrics": {"headline": "miou", "per_class": "per_class_iou"},
+        "pseudo_mask_metrics": {"headline": "miou", "per_class": "per_class_iou"},
+        "segmentation_metrics": {"headline": "miou", "per_class": "per_class_iou"},
+    },
+    "per_class_runs": 2,
+}
+
+
+def cam_report(miou: float, lam: float) -> dict:
+    return {
+        "miou": miou,
+        "per_class_iou": {"background": 0.8, "boat": miou},
+        "split": "val",
+        "num_images": 10,
+        "params": {"stage3": {"lambda": lam}},
+    }
+
+
+def test_compares_runs_of_every_report_that_exists():
+    histories = {f"{name}_history": MemoryDataset({}) for name in REPORTS}
+    histories["cam_metrics_history"] = MemoryDataset(
+        {"2026-01-01T00.00.00.000Z": cam_report(0.40, 0.05),
+         "2026-01-02T00.00.00.000Z": cam_report(0.46, 2.0)}
+    )  # fmt: skip
+    catalog = keeping_catalog(
+        {"params:reporting": MemoryDataset(PARAMS), **histories},
+        keep=["run_comparison", "headline_across_runs_plot", "per_class_latest_runs_plot"],
+    )
+
+    SequentialRunner().run(create_pipeline(), catalog)
+
+    table = catalog.load("run_comparison")
+    assert table["report"].tolist() == ["cam_metrics", "cam_metrics"]
+    assert table["delta"].round(6).tolist()[1] == 0.06
+    assert table["params.stage3.lambda"].tolist() == [0.05, 2.0]
+    assert isinstance(catalog.load("headline_across_runs_plot"), Figure)
+    per_class = catalog.load("per_class_latest_runs_plot")
+    assert [ax.get_title() for ax in per_class.axes if ax.get_title()] == ["cam_metrics"]
