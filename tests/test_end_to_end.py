@@ -141,11 +141,16 @@ def test_compare_runs_notebook_executes(project, two_ingestion_runs):
     assert any("ingestion_report" in str(o.get("data", {})) for o in outputs)
 
 
-def test_kedro_viz_builds_offline(project, two_ingestion_runs):
-    kedro(project, "viz", "build")
+def test_kedro_viz_builds_offline_with_mask_previews(project, two_ingestion_runs):
+    kedro(project, "viz", "build", "--include-previews")
     graph = json.loads((project / "build/api/main").read_text())
     names = {n["name"] for n in graph["nodes"]}
     assert {"generate_dataset_files", "build_image_index", "compare_runs"} <= names
+    assert graph["layers"] == ["raw", "intermediate", "reporting"]
+    details = [json.loads(p.read_text()) for p in (project / "build/api/nodes").iterdir()]
+    previews = {Path(d["filepath"]).name: d for d in details if d.get("preview_type")}
+    assert previews["generated_masks"]["preview_type"] == "ImagePreview"
+    assert previews["generated_masks"]["preview"].startswith("iVBOR")  # a base64 PNG
 
 
 def test_voc_environment_ingests_a_voc_layout_folder(project, tmp_path):

@@ -11,6 +11,7 @@ from semples.reporting import (
     comparison_table,
     per_class_frame,
     table_to_markdown,
+    with_changed_params_only,
 )
 
 OLD, NEW = "2026-11-25T08.01.02.345Z", "2026-11-26T08.01.02.345Z"
@@ -141,3 +142,18 @@ def test_table_to_markdown_of_the_comparison_table():
     assert lines[0].startswith("| report | run | metric | value | delta |")
     assert f"| cam_metrics | {NEW} | miou | 0.5000 | 0.1000 | val | 10 | a\\|b |" in lines[3]
     assert table_to_markdown(comparison_table({}, SPECS)).count("\n") == 2
+
+
+def test_with_changed_params_only_keeps_what_tells_runs_apart():
+    table = pd.DataFrame(
+        {
+            "report": ["cam_metrics"] * 3,
+            "value": [0.4, 0.5, 0.45],
+            "params.seed": [0, 1, 2],
+            "params.lambda": [2.0, 2.0, 2.0],
+            "params.note": [None, None, "x"],
+        }
+    )
+    assert list(with_changed_params_only(table).columns) == [
+        "report", "value", "params.seed", "params.note",
+    ]  # fmt: skip

@@ -86,6 +86,17 @@ def comparison_table(
     return table[FIXED_COLUMNS + params]
 
 
+def with_changed_params_only(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without parameter columns that hold one value in every run: what tells runs
+    apart, for reading in a log (the saved table keeps every parameter)."""
+    constant = [
+        column
+        for column in table.columns
+        if column.startswith(PARAMS_PREFIX) and table[column].nunique(dropna=False) <= 1
+    ]
+    return table.drop(columns=constant)
+
+
 def per_class_frame(
     history: Mapping[str, Mapping[str, dict]],
     specs: Mapping[str, ReportSpec],

@@ -19,7 +19,11 @@ def _specs(params: dict[str, Any]) -> dict[str, reporting.ReportSpec]:
 
 def compare_runs(params: dict[str, Any], **histories: dict[str, dict]) -> pd.DataFrame:
     table = reporting.comparison_table(histories, _specs(params))
-    logger.info("Runs compared:\n%s", reporting.table_to_markdown(table))
+    logger.info(
+        "Runs compared (parameters that differ between runs; %s has them all):\n%s",
+        "run_comparison",
+        reporting.table_to_markdown(reporting.with_changed_params_only(table)),
+    )
     return table
 
 
