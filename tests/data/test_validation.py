@@ -44,22 +44,6 @@ def test_read_image_size_decodes_and_returns_width_height(tmp_path):
     assert read_image_size(save_jpeg(tmp_path / "a.jpg", 50, 40)) == (50, 40)
 
 
-def test_read_image_size_missing_file(tmp_path):
-    path = tmp_path / "none.jpg"
-    with pytest.raises(BadItemError) as info:
-        read_image_size(path, item_id="x")
-    assert str(info.value) == f"{path}: image file not found"
-    assert info.value.item_id == "x"
-
-
-def test_read_image_size_corrupt_file(tmp_path):
-    path = tmp_path / "bad.jpg"
-    path.write_bytes(b"not an image")
-    with pytest.raises(BadItemError) as info:
-        read_image_size(path)
-    assert str(info.value) == f"{path}: cannot read image: cannot identify image file '{path}'"
-
-
 def test_read_image_size_truncated_file_fails_only_when_decoding(tmp_path):
     path = truncate(save_jpeg(tmp_path / "t.jpg", 50, 40))
     assert read_image_size(path, decode=False) == (50, 40)
@@ -82,22 +66,6 @@ def test_read_label_mask_accepts_grayscale(tmp_path):
     mask = np.array([[0, 3], [255, 20]], dtype=np.uint8)
     Image.fromarray(mask).save(tmp_path / "m.png")
     np.testing.assert_array_equal(read_label_mask(tmp_path / "m.png", 20), mask)
-
-
-def test_read_label_mask_missing_file(tmp_path):
-    path = tmp_path / "none.png"
-    with pytest.raises(BadItemError) as info:
-        read_label_mask(path, 20, item_id="x")
-    assert str(info.value) == f"{path}: mask file not found"
-    assert info.value.item_id == "x"
-
-
-def test_read_label_mask_corrupt_file(tmp_path):
-    path = tmp_path / "bad.png"
-    path.write_bytes(b"\x89PNG garbage")
-    with pytest.raises(BadItemError) as info:
-        read_label_mask(path, 20)
-    assert str(info.value) == f"{path}: cannot read mask: cannot identify image file '{path}'"
 
 
 def test_read_label_mask_truncated_file(tmp_path):
@@ -170,3 +138,29 @@ def test_collect_records_skips_and_counts_bad_items():
 def test_collect_records_raises_by_default():
     with pytest.raises(BadItemError, match="image file not found"):
         collect_records([("train", "bad")], _record, ItemPolicy(), "t")
+
+
+READERS = {
+    "image": (lambda path, **kw: read_image_size(path, **kw), "bad.jpg", b"not an image"),
+    "mask": (lambda path, **kw: read_label_mask(path, 20, **kw), "bad.png", b"\x89PNG garbage"),
+}
+
+
+@pytest.mark.parametrize("kind", READERS)
+def test_missing_file_is_named_with_its_id(tmp_path, kind):
+    read, name, _ = READERS[kind]
+    path = tmp_path / name
+    with pytest.raises(BadItemError) as info:
+        read(path, item_id="x")
+    assert str(info.value) == f"{path}: {kind} file not found"
+    assert info.value.item_id == "x"
+
+
+@pytest.mark.parametrize("kind", READERS)
+def test_corrupt_file_is_named_with_the_reader_error(tmp_path, kind):
+    read, name, content = READERS[kind]
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(BadItemError) as info:
+        read(path)
+    assert str(info.value) == f"{path}: cannot read {kind}: cannot identify image file '{path}'"
