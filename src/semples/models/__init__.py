@@ -1,0 +1,1 @@
+"""Networks: mask generators (CAM networks) for SemPLES."""
