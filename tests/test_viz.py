@@ -3,10 +3,13 @@
 import io
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from semples.reporting import ReportSpec, comparison_table, per_class_frame
 from semples.viz import (
+    cam_overlay_figure,
+    loss_history_figure,
     mask_montage,
     plot_headline_across_runs,
     plot_per_class_latest_runs,
@@ -102,3 +105,89 @@ def test_mask_montage_layout_and_colours():
 def test_mask_montage_errors(images, masks, palette, message):
     with pytest.raises(ValueError, match=message):
         mask_montage(images, masks, palette)
+
+
+def overlay_inputs():
+    """Two 6 x 8 images: the first with two classes (cat 1, cow 3), the second with one."""
+    images = [np.full((6, 8, 3), 50, np.uint8), np.full((6, 8, 3), 200, np.uint8)]
+    ramp = np.linspace(0, 1, 48, dtype=np.float32).reshape(1, 6, 8)
+    cams = [
+        {"keys": np.array([1, 3]), "cam": np.concatenate([ramp, 1 - ramp])},
+        {"keys": np.array([2]), "cam": ramp},
+    ]
+    masks = [np.zeros((6, 8), np.uint8), np.full((6, 8), 2, np.uint8)]
+    return images, cams, masks
+
+
+def titles_by_row(figure, columns):
+    """Titles of the visible panels, row by row (``figure.axes`` runs row-major)."""
+    rows = [figure.axes[i : i + columns] for i in range(0, len(figure.axes), columns)]
+    return [[ax.get_title() for ax in row if ax.get_visible()] for row in rows]
+
+
+def test_cam_overlay_figure_with_masks():
+    images, cams, masks = overlay_inputs()
+    figure = cam_overlay_figure(images, cams, ["cat", "dog", "cow"], masks)
+    assert len(figure.axes) == 2 * 4  # 1 image + 2 CAMs + 1 mask
+    assert titles_by_row(figure, 4) == [
+        ["image", "cat", "cow", "ground truth"],
+        ["image", "dog", "ground truth"],
+    ]
+    cat_panel = figure.axes[1]
+    assert [im.get_array().shape[:2] for im in cat_panel.images] == [(6, 8), (6, 8)]
+    assert cat_panel.images[1].get_alpha() == 0.5
+    mask_panel = figure.axes[4 + 2]
+    assert tuple(mask_panel.images[0].get_array()[0, 0]) == (0, 128, 0)  # VOC colour of label 2
+    assert_renders(figure)
+
+
+def test_cam_overlay_figure_without_masks():
+    images, cams, _ = overlay_inputs()
+    figure = cam_overlay_figure(images, cams, ["cat", "dog", "cow"])
+    assert len(figure.axes) == 2 * 3
+    assert titles_by_row(figure, 3) == [["image", "cat", "cow"], ["image", "dog"]]
+    assert_renders(figure)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda images, cams, masks: (images, cams[:1], masks), "one CAM record per image"),
+        (lambda images, cams, masks: (images, cams, masks[:1]), "one mask per image"),
+        (lambda images, cams, masks: ([], [], None), "at least one"),
+        (lambda images, cams, masks: ([i[:3] for i in images], cams, None), "CAM shape"),
+        (lambda images, cams, masks: (images, cams, [m[:3] for m in masks]), "mask shape"),
+    ],
+)
+def test_cam_overlay_figure_errors(change, message):
+    images, cams, masks = change(*overlay_inputs())
+    with pytest.raises(ValueError, match=message):
+        cam_overlay_figure(images, cams, ["cat", "dog", "cow"], masks)
+
+
+def test_loss_history_figure():
+    nan = float("nan")
+    history = pd.DataFrame(
+        {
+            "stage": ["stage1", "stage1", "stage2", "stage2", "stage2"],
+            "step": [0, 10, 0, 10, 20],
+            "loss_fg": [1.0, 0.5, nan, nan, nan],
+            "loss_bg": [2.0, 1.0, 0.3, 0.2, 0.1],
+            "loss_prompt": [nan, nan, 0.9, 0.8, 0.7],
+        }
+    )
+    figure = loss_history_figure(history)
+    assert [ax.get_title() for ax in figure.axes] == ["stage1", "stage2"]
+    labels = [[line.get_label() for line in ax.lines] for ax in figure.axes]
+    assert labels == [["loss_fg", "loss_bg"], ["loss_bg", "loss_prompt"]]
+    np.testing.assert_array_equal(figure.axes[1].lines[1].get_xdata(), [0, 10, 20])
+    assert all(ax.get_legend() is not None for ax in figure.axes)
+    assert_renders(figure)
+
+
+def test_loss_history_figure_empty_and_malformed():
+    figure = loss_history_figure(pd.DataFrame(columns=["stage", "step", "loss"]))
+    assert figure.axes == [] and [t.get_text() for t in figure.texts] == ["no history"]
+    assert_renders(figure)
+    with pytest.raises(ValueError, match="step"):
+        loss_history_figure(pd.DataFrame({"stage": ["a"], "loss": [1.0]}))

@@ -15,17 +15,17 @@ from matplotlib.figure import Figure
 _PALETTE_LENGTH = 256 * 3
 
 
-def _no_reports_figure() -> Figure:
-    """A placeholder that still saves as an image before any run has written a report."""
+def _text_figure(message: str) -> Figure:
+    """A placeholder that still saves as an image when there is nothing to plot."""
     figure = Figure(figsize=(4, 2))
-    figure.text(0.5, 0.5, "no reports yet", ha="center", va="center")
+    figure.text(0.5, 0.5, message, ha="center", va="center")
     return figure
 
 
 def plot_headline_across_runs(table: pd.DataFrame) -> Figure:
     """One panel per report of its headline value in run order (a ``comparison_table``)."""
     if table.empty:
-        return _no_reports_figure()
+        return _text_figure("no reports yet")
     reports = list(dict.fromkeys(table["report"]))
     width = max(6.0, 0.5 * table.groupby("report").size().max())
     figure = Figure(figsize=(width, 3.5 * len(reports)), layout="constrained")
@@ -47,7 +47,7 @@ def plot_per_class_latest_runs(frames: Mapping[str, pd.DataFrame]) -> Figure:
     """
     frames = {report: frame for report, frame in frames.items() if not frame.empty}
     if not frames:
-        return _no_reports_figure()
+        return _text_figure("no reports yet")
     most_classes = max(len(frame) for frame in frames.values())
     figure = Figure(
         figsize=(5.5 * len(frames), max(3.0, 0.3 * most_classes + 1.5)), layout="constrained"
@@ -119,3 +119,92 @@ def mask_montage(
         grid[:h, left : left + w] = _as_rgb(image)
         grid[height : height + h, left : left + w] = _colourise(mask, colours)
     return grid
+
+
+def _check_overlay_inputs(
+    images: Sequence[np.ndarray], cams: Sequence[Mapping], gt_masks: Sequence[np.ndarray] | None
+) -> None:
+    if not images or len(cams) != len(images):
+        raise ValueError(f"need one CAM record per image, at least one: {len(images)}, {len(cams)}")
+    if gt_masks is not None and len(gt_masks) != len(images):
+        raise ValueError(f"need one mask per image: {len(images)} images, {len(gt_masks)} masks")
+    for row, (image, record) in enumerate(zip(images, cams)):
+        if record["cam"].shape[1:] != image.shape[:2]:
+            raise ValueError(f"CAM shape {record['cam'].shape[1:]} != image {image.shape[:2]}")
+        if gt_masks is not None and gt_masks[row].shape != image.shape[:2]:
+            raise ValueError(f"mask shape {gt_masks[row].shape} != image {image.shape[:2]}")
+
+
+def _overlay_row(
+    axes: Sequence,
+    image: np.ndarray,
+    record: Mapping[str, np.ndarray],
+    class_names: Sequence[str],
+    coloured_mask: np.ndarray | None,
+) -> None:
+    """Fill one row: image, one CAM heat map per class, the mask; hide the spare axes."""
+    rgb = _as_rgb(image)
+    panels = [("image", rgb, None)]
+    panels += [
+        (class_names[int(key) - 1], rgb, cam) for key, cam in zip(record["keys"], record["cam"])
+    ]
+    if coloured_mask is not None:
+        panels.append(("ground truth", coloured_mask, None))
+    for ax, (title, background, cam) in zip(axes, panels):
+        ax.imshow(background)
+        if cam is not None:
+            ax.imshow(cam, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0)
+        ax.set_title(title, fontsize="small")
+        ax.set_axis_off()
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+
+
+def cam_overlay_figure(
+    images: Sequence[np.ndarray],
+    cams: Sequence[Mapping[str, np.ndarray]],
+    class_names: Sequence[str],
+    gt_masks: Sequence[np.ndarray] | None = None,
+) -> Figure:
+    """One row per image: the image, each present class's CAM over it, then the GT mask.
+
+    ``cams`` are :func:`semples.cams.multiscale_cams` records (``keys`` label values, ``cam``
+    C x H x W in [0, 1]), so a reader sees where each class fires against where it is.
+    """
+    _check_overlay_inputs(images, cams, gt_masks)
+    columns = 1 + max(len(record["keys"]) for record in cams) + (gt_masks is not None)
+    figure = Figure(figsize=(2.5 * columns, 2.5 * len(images)), layout="constrained")
+    axes = figure.subplots(len(images), columns, squeeze=False)
+    colours = np.asarray(voc_palette(), dtype=np.uint8).reshape(256, 3)
+    for row, (image, record) in enumerate(zip(images, cams)):
+        mask = None if gt_masks is None else _colourise(gt_masks[row], colours)
+        _overlay_row(axes[row], image, record, class_names, mask)
+    return figure
+
+
+def loss_history_figure(history: pd.DataFrame) -> Figure:
+    """One panel per training stage, one line per loss term that stage logs, against step.
+
+    ``history`` has ``stage``, ``step`` and one column per term, NaN where a term does not
+    apply to a stage, so stages with different losses share one table.
+    """
+    missing = {"stage", "step"} - set(history.columns)
+    if missing:
+        raise ValueError(f"history lacks columns {sorted(missing)}")
+    if history.empty:
+        return _text_figure("no history")
+    stages = list(dict.fromkeys(history["stage"]))
+    terms = [column for column in history.columns if column not in ("stage", "step")]
+    figure = Figure(figsize=(7, 3 * len(stages)), layout="constrained")
+    for ax, stage in zip(figure.subplots(len(stages), 1, squeeze=False)[:, 0], stages):
+        rows = history[history["stage"] == stage].sort_values("step")
+        for term in terms:
+            logged = rows[rows[term].notna()]
+            if not logged.empty:
+                ax.plot(logged["step"].to_numpy(), logged[term].to_numpy(dtype=float), label=term)
+        ax.set_title(str(stage))
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize="small")
+    return figure

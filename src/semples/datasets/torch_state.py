@@ -1,0 +1,59 @@
+"""A versioned torch checkpoint (state dicts, prompts, histories of plain values)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+
+
+class TorchStateDataset(AbstractVersionedDataset[dict, dict]):
+    """Saves a dict of tensors and plain values with ``torch.save``; loads it with
+    ``weights_only=True`` on the CPU, so a checkpoint can never execute code.
+
+    The save writes a hidden temporary file and renames it into place: an interrupted save
+    leaves no partial checkpoint. Example::
+
+        stage1_checkpoint:
+          type: semples.datasets.TorchStateDataset
+          filepath: data/06_models/stage1.pt
+          versioned: true
+    """
+
+    def __init__(
+        self,
+        *,
+        filepath: str,
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+    ):
+        super().__init__(filepath=PurePosixPath(Path(filepath).as_posix()), version=version)
+        self.metadata = metadata
+
+    def load(self) -> dict:
+        path = Path(self._get_load_path())
+        if not path.is_file():
+            raise DatasetError(f"checkpoint {path} does not exist")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+    def save(self, data: dict) -> None:
+        if not isinstance(data, dict):
+            raise DatasetError(f"a checkpoint is saved from a dict, got {type(data).__name__}")
+        path = Path(self._get_save_path())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
+        try:
+            torch.save(data, staging)
+            os.replace(staging, path)
+        finally:
+            staging.unlink(missing_ok=True)
+
+    def _exists(self) -> bool:
+        return Path(self._get_load_path()).is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}

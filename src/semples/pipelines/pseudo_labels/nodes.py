@@ -1,0 +1,126 @@
+"""pseudo_labels nodes: thin adapters over semples.clip, semples.training and semples.cams."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from semples import cams, viz
+from semples.clip.toy import pretrain_toy_clip
+from semples.data.images import read_rgb
+from semples.training import stages
+
+logger = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = ("epoch", "lr", "note")
+
+
+def pretrain_clip(
+    caption_index: pd.DataFrame, world: dict[str, Any], params: dict[str, Any]
+) -> tuple[dict, pd.DataFrame, dict[str, Any]]:
+    if not stages.uses_toy_clip(params["clip"]):
+        reason = f"real CLIP weights configured ({params['clip']['name']})"
+        logger.info("Toy CLIP pretraining skipped: %s", reason)
+        return {}, pd.DataFrame({"note": [reason]}), {"skipped": True, "reason": reason}
+    state, history, report = pretrain_toy_clip(caption_index, world, params["toy_clip"])
+    logger.info("Toy CLIP zero-shot on held-out scenes: %s", report)
+    return state, history, report
+
+
+def _inputs(stage: int, image_index, classes, clip_weights, params, **kwargs) -> stages.StageInputs:
+    return stages.StageInputs(
+        stage=stage, params=params, image_index=image_index, class_names=classes["class_names"],
+        clip_state=clip_weights, checkpoint_dir=params["train"]["checkpoint_dir"], **kwargs,
+    )  # fmt: skip
+
+
+def train_stage1(
+    image_index: pd.DataFrame, classes: dict, clip_weights: dict, params: dict[str, Any]
+) -> tuple[dict, pd.DataFrame]:
+    initial = stages.initial_generator_state(params, len(classes["class_names"]))
+    inputs = _inputs(1, image_index, classes, clip_weights, params, generator_state=initial)
+    state, history = stages.run_stage_launched(inputs)
+    return {"generator": state["generator"], "initial_generator": initial}, history
+
+
+def train_stage2(
+    image_index: pd.DataFrame, classes: dict, clip_weights: dict, stage1: dict, params: dict
+) -> tuple[dict, pd.DataFrame]:
+    config = stages.stage_config_of(2, params)
+    if params["background_prompts"] != "learned" or not config.learn_prompts:
+        return {}, stages.skipped_history(2, "background prompts are not learned in this run")
+    inputs = _inputs(
+        2, image_index, classes, clip_weights, params, generator_state=stage1["generator"]
+    )
+    state, history = stages.run_stage_launched(inputs)
+    return state["prompts"], history
+
+
+def train_stage3(
+    image_index: pd.DataFrame,
+    classes: dict,
+    clip_weights: dict,
+    stage1: dict,
+    prompts: dict,
+    params: dict[str, Any],
+) -> tuple[dict, pd.DataFrame]:
+    if not stages.stage_config_of(3, params).refine:
+        return {"generator": stage1["generator"]}, stages.skipped_history(
+            3, "no L_refine (match_only)"
+        )
+    inputs = _inputs(
+        3, image_index, classes, clip_weights, params,
+        generator_state=stages.stage3_initial_state(stage1, params["train"]["stage3_init"]),
+        prompts_state=prompts,
+        background_texts=stages.background_texts(params, classes["class_names"]),
+    )  # fmt: skip
+    state, history = stages.run_stage_launched(inputs)
+    return {"generator": state["generator"]}, history
+
+
+def summarise_training(
+    history1: pd.DataFrame, history2: pd.DataFrame, history3: pd.DataFrame
+) -> tuple[pd.DataFrame, Figure]:
+    history = pd.concat([history1, history2, history3], ignore_index=True)
+    losses = history.drop(columns=[c for c in HISTORY_COLUMNS if c in history.columns])
+    return history, viz.loss_history_figure(losses)
+
+
+def infer_cams(
+    image_index: pd.DataFrame, classes: dict, stage3: dict, params: dict[str, Any]
+) -> dict:
+    device = stages.resolve_device(params["device"])
+    generator = stages.generator_module(
+        params["generator"]["arch"], len(classes["class_names"]), stage3["generator"]
+    ).to(device)
+    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
+    return cams.cam_jobs(generator, rows, params["cams"]["scales"], params["cams"]["flip"], device)
+
+
+def evaluate_cams(
+    cam_set, image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
+) -> tuple[dict[str, Any], Figure]:
+    names = classes["class_names"]
+    split = params["evaluation"]["split"]
+    rows = cams.labelled_rows(image_index, [split])
+    rows = rows[rows["id"].isin(list(cam_set))]
+    gt = cams.gt_mask_loaders(rows, len(names))
+    report = cams.evaluate_cams(
+        {i: cam_set[i] for i in rows["id"]}, gt, names, params["evaluation"]["thresholds"]
+    )
+    report.update(split=split, params=stages.report_params(params))
+    logger.info(
+        "CAM mIoU on %s: %.4f at threshold %.2f (trivial map: %.4f, %d images)",
+        split, report["miou"], report["best_threshold"], report["trivial_miou"], report["num_images"],
+    )  # fmt: skip
+    shown = rows.head(params["evaluation"]["overlay_images"])
+    figure = viz.cam_overlay_figure(
+        [read_rgb(p) for p in shown["image_path"]],
+        [cam_set.read(i) for i in shown["id"]],
+        names,
+        [gt[i]() for i in shown["id"]],
+    )
+    return report, figure

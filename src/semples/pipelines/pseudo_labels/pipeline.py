@@ -1,0 +1,61 @@
+"""pseudo_labels: toy CLIP -> SemPLES stages 1, 2, 3 -> CAMs -> CAM report (after ingestion)."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from semples.pipelines.pseudo_labels import nodes
+
+COMMON = ["image_index", "dataset_classes", "clip_weights"]
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                nodes.pretrain_clip,
+                inputs=["caption_index", "params:ingestion.toy", "params:pseudo_labels"],
+                outputs=["clip_weights", "clip_pretraining_loss_history", "clip_zero_shot_report"],
+                name="pretrain_toy_clip",
+            ),
+            node(
+                nodes.train_stage1,
+                inputs=[*COMMON, "params:pseudo_labels"],
+                outputs=["stage1_checkpoint", "stage1_loss_history"],
+                name="train_stage1_segment_label_matching",
+            ),
+            node(
+                nodes.train_stage2,
+                inputs=[*COMMON, "stage1_checkpoint", "params:pseudo_labels"],
+                outputs=["background_prompts", "stage2_loss_history"],
+                name="train_stage2_contrastive_prompt_learning",
+            ),
+            node(
+                nodes.train_stage3,
+                inputs=[*COMMON, "stage1_checkpoint", "background_prompts", "params:pseudo_labels"],
+                outputs=["stage3_checkpoint", "stage3_loss_history"],
+                name="train_stage3_prompt_guided_refinement",
+            ),
+            node(
+                nodes.summarise_training,
+                inputs=["stage1_loss_history", "stage2_loss_history", "stage3_loss_history"],
+                outputs=["training_loss_history", "training_loss_history_plot"],
+                name="summarise_training",
+            ),
+            node(
+                nodes.infer_cams,
+                inputs=[
+                    "image_index",
+                    "dataset_classes",
+                    "stage3_checkpoint",
+                    "params:pseudo_labels",
+                ],
+                outputs="cams",
+                name="infer_cams",
+            ),
+            node(
+                nodes.evaluate_cams,
+                inputs=["cams", "image_index", "dataset_classes", "params:pseudo_labels"],
+                outputs=["cam_metrics", "cam_overlays_plot"],
+                name="evaluate_cams",
+            ),
+        ]
+    )

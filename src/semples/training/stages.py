@@ -1,0 +1,241 @@
+"""The three SemPLES stages as separate runs of one loop, from plain parameters.
+
+Each stage takes and returns plain state (dicts of tensors) so that Kedro saves every stage's
+result as its own versioned checkpoint, and so that a stage can run in several processes
+(:mod:`semples.training.distributed`) and hand rank 0's result back.
+
+Reference-code facts kept here: stage 2 starts from the stage-1 generator; stage 3 restarts S
+from the *same initial weights as stage 1* (``stage3_init: stage1_initial``), not from stage 1's
+result (``stage1_final`` switches to that).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from semples.clip import TOY_CLIP
+from semples.clip.model import FrozenClip, class_text_features, load_clip
+from semples.clip.prompts import PromptLearner
+from semples.data.images import Augmentation, LabelledImages
+from semples.models import build_mask_generator
+from semples.training import distributed
+from semples.training.config import StageConfig, stage_config
+from semples.training.loop import StageModels, train_stage
+
+logger = logging.getLogger(__name__)
+
+STAGE3_INITS = ("stage1_initial", "stage1_final")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: the GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def uses_toy_clip(clip_params: Mapping[str, Any]) -> bool:
+    """The toy CLIP is pretrained by the pipeline unless real weights are configured."""
+    return (
+        clip_params["name"] == TOY_CLIP
+        and not clip_params.get("weights")
+        and not clip_params.get("pretrained")
+    )
+
+
+def frozen_clip(
+    clip_params: Mapping[str, Any], toy_state: Mapping[str, torch.Tensor], device: torch.device
+) -> FrozenClip:
+    """The frozen CLIP of the run: real weights (tag or file) when configured, else the toy
+    CLIP the pipeline pretrained."""
+    if uses_toy_clip(clip_params):
+        if not toy_state:
+            raise ValueError("the toy CLIP has no pretrained weights: run its pretraining node")
+        clip = load_clip(TOY_CLIP, state_dict=toy_state, precision=clip_params["precision"])
+    else:
+        clip = load_clip(
+            clip_params["name"],
+            pretrained=clip_params.get("pretrained"),
+            weights=clip_params.get("weights"),
+            precision=clip_params["precision"],
+        )
+    return clip.to(device)
+
+
+def initial_generator_state(params: Mapping[str, Any], num_classes: int) -> dict:
+    """S's initial weights: a seeded random init or the configured weights file."""
+    torch.manual_seed(params["seed"])
+    generator = build_mask_generator(
+        params["generator"]["arch"], num_classes, weights=params["generator"].get("weights")
+    )
+    return {k: v.detach().clone() for k, v in generator.state_dict().items()}
+
+
+@dataclass
+class StageInputs:
+    """Everything one stage needs, as plain data (picklable for worker processes)."""
+
+    stage: int
+    params: dict[str, Any]
+    image_index: pd.DataFrame
+    class_names: list[str]
+    clip_state: dict
+    generator_state: dict
+    prompts_state: dict | None = None
+    background_texts: list[str] | None = None
+    checkpoint_dir: str | None = None
+
+
+def stage_config_of(stage: int, params: Mapping[str, Any]) -> StageConfig:
+    """A stage's config from the ``pseudo_labels`` parameters (``train.max_steps`` caps all)."""
+    train = params["train"]
+    overrides = dict(train[f"stage{stage}"])
+    if train.get("max_steps") is not None:
+        overrides["max_steps"] = train["max_steps"]
+    return stage_config(
+        stage,
+        {**train["common"], "seed": params["seed"], "loss_ablation": train["loss_ablation"]},
+        overrides,
+    )
+
+
+def stage3_initial_state(stage1: Mapping[str, dict], init: str) -> dict:
+    """Stage 3 restarts S from stage 1's initial weights (reference code) or its result."""
+    if init not in STAGE3_INITS:
+        raise ValueError(f"stage3_init must be one of {STAGE3_INITS}, got {init!r}")
+    return stage1["initial_generator" if init == "stage1_initial" else "generator"]
+
+
+def report_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The key parameters a CAM report carries, so runs can be told apart when compared."""
+    train = params["train"]
+    return {
+        "seed": params["seed"],
+        "clip": params["clip"]["name"],
+        "generator": params["generator"]["arch"],
+        "background_prompts": params["background_prompts"],
+        "loss_ablation": train["loss_ablation"],
+        "stage3_init": train["stage3_init"],
+        "max_steps": train.get("max_steps"),
+        "common": dict(train["common"]),
+        **{f"stage{n}": dict(train[f"stage{n}"]) for n in (1, 2, 3)},
+        "cams": dict(params["cams"]),
+    }
+
+
+def _dataset(inputs: StageInputs) -> LabelledImages:
+    train = inputs.params["train"]
+    augmentation = train["augmentation"]
+    return LabelledImages(
+        inputs.image_index,
+        train["splits"],
+        Augmentation(
+            resize_long=tuple(augmentation["resize_long"]) if augmentation["resize_long"] else None,
+            hflip=augmentation["hflip"],
+            crop_size=augmentation["crop_size"],
+        ),
+        seed=inputs.params["seed"],
+    )
+
+
+def _models(inputs: StageInputs, device: torch.device) -> StageModels:
+    params = inputs.params
+    clip = frozen_clip(params["clip"], inputs.clip_state, device)
+    generator = build_mask_generator(params["generator"]["arch"], len(inputs.class_names))
+    generator.load_state_dict(inputs.generator_state)
+    prompts = PromptLearner(
+        clip,
+        len(inputs.class_names),
+        length=params["prompts"]["length"],
+        prefix=params["prompts"]["prefix"],
+        generator=torch.Generator().manual_seed(params["seed"]),
+    )
+    if inputs.prompts_state:
+        prompts.load_state_dict(inputs.prompts_state)
+    label_features = class_text_features(clip, inputs.class_names, params["text_template"])
+    background = None
+    if inputs.background_texts is not None:
+        background = clip.encode_texts(inputs.background_texts)
+    elif inputs.stage == 3:
+        with torch.no_grad():
+            background = prompts()
+    return StageModels(clip, generator.to(device), prompts.to(device), label_features, background)
+
+
+def _checkpoint_path(inputs: StageInputs, config: StageConfig, dataset: LabelledImages):
+    if inputs.checkpoint_dir is None:
+        return None
+    fingerprint = config.fingerprint(
+        images=dataset.ids, clip=sorted(inputs.params["clip"].items()),
+        generator=inputs.params["generator"], prompts=inputs.params["prompts"],
+        background_texts=inputs.background_texts,
+    )  # fmt: skip
+    return Path(inputs.checkpoint_dir) / f"stage{inputs.stage}-{fingerprint}.pt"
+
+
+def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Train one stage in this process (or as one rank of a distributed run).
+
+    Returns ``{"generator": ..., "prompts": ...}`` state dicts after training, and the loss
+    history. The epoch checkpoint is deleted once the stage has finished.
+    """
+    device = resolve_device(inputs.params["device"])
+    if distributed.is_worker() and device.type == "cuda":
+        device = torch.device("cuda", distributed.local_rank())
+    config = stage_config_of(inputs.stage, inputs.params)
+    dataset = _dataset(inputs)
+    models = _models(inputs, device)
+    checkpoint = _checkpoint_path(inputs, config, dataset)
+    history = train_stage(config, models, dataset, checkpoint, progress=progress)
+    state = {
+        "generator": {k: v.cpu() for k, v in models.generator.state_dict().items()},
+        "prompts": {k: v.cpu() for k, v in models.prompts.state_dict().items()},
+    }
+    if checkpoint is not None and distributed.rank() == 0:
+        checkpoint.unlink(missing_ok=True)
+    return state, history
+
+
+def run_stage_launched(inputs: StageInputs) -> tuple[dict, pd.DataFrame]:
+    """Run a stage in ``train.processes`` processes (DDP) when asked, else in this one."""
+    processes = int(inputs.params["train"].get("processes", 1))
+    if processes <= 1:
+        return run_stage(inputs)
+    return distributed.launch(run_stage, inputs, processes=processes)
+
+
+def skipped_history(stage: int, reason: str) -> pd.DataFrame:
+    logger.info("Stage %d skipped: %s", stage, reason)
+    return pd.DataFrame({"stage": [stage], "epoch": [None], "step": [0], "note": [reason]})
+
+
+def background_texts(params: Mapping[str, Any], class_names: Sequence[str]) -> list[str] | None:
+    """Hand-written background texts for the CLIMS-style control, in class order; None when
+    the run uses learned prompts."""
+    if params["background_prompts"] == "learned":
+        return None
+    if params["background_prompts"] != "handwritten":
+        raise ValueError(
+            f"background_prompts must be 'learned' or 'handwritten', got "
+            f"{params['background_prompts']!r}"
+        )
+    texts = params["handwritten_prompts"]
+    missing = [name for name in class_names if name not in texts]
+    if missing:
+        raise ValueError(f"handwritten_prompts has no text for classes {missing}")
+    return [texts[name] for name in class_names]
+
+
+def generator_module(arch: str, num_classes: int, state: Mapping[str, torch.Tensor]) -> nn.Module:
+    """A generator with the given weights (for CAM inference)."""
+    generator = build_mask_generator(arch, num_classes)
+    generator.load_state_dict(state)
+    return generator
