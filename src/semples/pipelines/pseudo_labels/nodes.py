@@ -114,8 +114,9 @@ def evaluate_cams(
     report.update(split=split, params=stages.report_params(params))
     logger.info(
         "CAM mIoU on %s: %.4f at threshold %.2f (trivial map: %.4f, %d images)",
-        split, report["miou"], report["best_threshold"], report["trivial_miou"], report["num_images"],
-    )  # fmt: skip
+        *(split, report["miou"], report["best_threshold"]),
+        *(report["trivial_miou"], report["num_images"]),
+    )
     shown = rows.head(params["evaluation"]["overlay_images"])
     figure = viz.cam_overlay_figure(
         [read_rgb(p) for p in shown["image_path"]],
