@@ -165,3 +165,26 @@ def make_coco(root: Path, splits: tuple[str, ...] = ("val",)) -> Path:
         ):
             save_jpeg(root / f"{split}2014" / f"{coco_key(image_id, split)}.jpg", width, height)
     return root
+
+
+def make_toy_index(root: Path, num_train: int = 8, num_val: int = 4, image_size: int = 48):
+    """A small image index of toy-world scenes written as PNG files under ``root``."""
+    import pandas as pd
+
+    from semples.data.index import IndexRecord, records_to_frame
+    from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig, render_scene, scene_id
+
+    config = ToyWorldConfig(image_size=image_size, num_train=num_train, num_val=num_val)
+    root.mkdir(parents=True, exist_ok=True)
+    records = []
+    for split, count in (("train", num_train), ("val", num_val)):
+        for index in range(count):
+            scene = render_scene(config, split, index)
+            item = scene_id(split, index)
+            image_path, mask_path = root / f"{item}.png", root / f"{item}_mask.png"
+            Image.fromarray(scene.image).save(image_path)
+            Image.fromarray(scene.mask, mode="L").save(mask_path)
+            records.append(IndexRecord(item, split, str(image_path), str(mask_path),
+                                       image_size, image_size, scene.labels))  # fmt: skip
+    frame: pd.DataFrame = records_to_frame(records, TOY_CLASSES)
+    return frame

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
@@ -20,31 +17,11 @@ import pytest
 from kedro.io.core import Version
 from nbclient import NotebookClient
 
+from kedro_project import copy_project, run_kedro, saved, versions
 from layouts import coco_key, make_coco, make_voc
 from semples.datasets import MaskSetDataset
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
-KEDRO = [sys.executable, "-m", "kedro"]
-
-
-def kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "PYTHONWARNINGS": "ignore"}
-    result = subprocess.run(
-        [*KEDRO, *args], cwd=project, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert result.returncode == 0, f"kedro {' '.join(args)} failed:\n{result.stderr[-4000:]}"
-    return result
-
-
-def versions(project: Path, relative: str) -> list[str]:
-    return sorted(p.name for p in (project / relative).iterdir())
-
-
-def saved(project: Path, relative: str, version: str) -> Path:
-    """The file of one version of a versioned entry: <relative>/<version>/<name>."""
-    return project / relative / version / Path(relative).name
 
 
 def saved_report(project: Path, version: str) -> dict:
@@ -55,19 +32,12 @@ def saved_report(project: Path, version: str) -> dict:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    for name in ("conf", "notebooks", "src"):
-        shutil.copytree(
-            REPO / name, root / name, ignore=shutil.ignore_patterns("local", "__pycache__")
-        )
-    (root / "conf" / "local").mkdir()
-    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
-    return root
+    return copy_project(tmp_path_factory.mktemp("project"))
 
 
 @pytest.fixture(scope="module")
 def two_ingestion_runs(project) -> list[str]:
-    kedro(project, "run", "--env=test", "--pipeline=ingestion")
+    run_kedro(project, "run", "--env=test", "--pipeline=ingestion")
     kedro(
         project, "run", "--env=test", "--pipelines=ingestion", "--params=ingestion.toy.num_train=16"
     )
@@ -102,7 +72,7 @@ def pinned_run(project, two_ingestion_runs) -> str:
     """A third run that reports on the older index through --load-versions."""
     old, _ = two_ingestion_runs
     pins = ",".join(f"{name}:{old}" for name in ("image_index", "dataset_classes", "skipped_items"))
-    kedro(project, "run", "--env=test", "--pipeline=ingestion", "--from-nodes=report_ingestion",
+    run_kedro(project, "run", "--env=test", "--pipeline=ingestion", "--from-nodes=report_ingestion",
           f"--load-versions={pins}")  # fmt: skip
     return versions(project, "data/08_reporting/ingestion_report.json")[-1]
 
@@ -113,7 +83,7 @@ def test_load_versions_selects_the_older_index(project, pinned_run):
 
 
 def test_reporting_compares_every_saved_run(project, pinned_run):
-    result = kedro(project, "run", "--env=test", "--pipeline=reporting")
+    result = run_kedro(project, "run", "--env=test", "--pipeline=reporting")
 
     runs = versions(project, "data/08_reporting/run_comparison.csv")
     table = pd.read_csv(saved(project, "data/08_reporting/run_comparison.csv", runs[-1]))
@@ -142,7 +112,7 @@ def test_compare_runs_notebook_executes(project, two_ingestion_runs):
 
 
 def test_kedro_viz_builds_offline_with_mask_previews(project, two_ingestion_runs):
-    kedro(project, "viz", "build", "--include-previews")
+    run_kedro(project, "viz", "build", "--include-previews")
     graph = json.loads((project / "build/api/main").read_text())
     names = {n["name"] for n in graph["nodes"]}
     assert {"generate_dataset_files", "build_image_index", "compare_runs"} <= names
@@ -156,7 +126,7 @@ def test_kedro_viz_builds_offline_with_mask_previews(project, two_ingestion_runs
 def test_voc_environment_ingests_a_voc_layout_folder(project, tmp_path):
     """SegmentationClassAug + SegmentationClass, three split files, no Annotations."""
     root = make_voc(tmp_path / "VOC2012")
-    kedro(project, "run", "--env=voc", "--pipeline=ingestion", f"--params=voc_root={root}")
+    run_kedro(project, "run", "--env=voc", "--pipeline=ingestion", f"--params=voc_root={root}")
 
     latest = versions(project, "data/02_intermediate/image_index.parquet")[-1]
     index = pd.read_parquet(saved(project, "data/02_intermediate/image_index.parquet", latest))
@@ -170,18 +140,14 @@ def test_voc_environment_ingests_a_voc_layout_folder(project, tmp_path):
 
 
 def test_voc_environment_without_root_says_how_to_set_it(project):
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
-    result = subprocess.run(
-        [*KEDRO, "run", "--env=voc", "--pipeline=ingestion"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    result = run_kedro(project, "run", "--env=voc", "--pipeline=ingestion", check=False)
     assert result.returncode != 0
     assert "--params=voc_root=PATH" in " ".join((result.stdout + result.stderr).split())
 
 
 def test_coco_environment_renders_versioned_masks_and_skips_bad_items(project, tmp_path):
     root = make_coco(tmp_path / "coco", splits=("train", "val"))
-    kedro(project, "run", "--env=coco", "--pipeline=ingestion",
+    run_kedro(project, "run", "--env=coco", "--pipeline=ingestion",
           f"--params=coco_root={root},ingestion.on_bad_item=skip")  # fmt: skip
 
     latest = versions(project, "data/08_reporting/ingestion_report.json")[-1]

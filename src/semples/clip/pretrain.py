@@ -17,6 +17,7 @@ import open_clip
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from open_clip.transformer import text_global_pool
 from tqdm.auto import tqdm
 
 ImageSource = Callable[[], np.ndarray] | np.ndarray
@@ -161,7 +162,7 @@ def pretrain_clip(
                     "epoch": epoch,
                     "loss": loss,
                     "lr": lr,
-                    "logit_scale": float(model.logit_scale.exp()),
+                    "logit_scale": model.logit_scale.exp().item(),
                 }
             )
             bar.update()
@@ -226,9 +227,34 @@ def _train_step(
 
 
 def clip_loss(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE: image i matches caption i, among all captions and images of the batch."""
+    """Symmetric InfoNCE: image i matches caption i, among all captions and images of the batch.
+
+    Each distinct caption is encoded once: toy captions repeat a lot, and identical tokens give
+    identical features, so the logits (and gradients) are those of encoding every row.
+    """
     image_features = model.encode_image(images, normalize=True)
-    text_features = model.encode_text(tokens, normalize=True)
+    unique, inverse = torch.unique(tokens, dim=0, return_inverse=True)
+    text_features = F.normalize(encode_short_text(model, unique), dim=-1)[inverse]
     logits = model.logit_scale.exp() * image_features @ text_features.T
     labels = torch.arange(len(images))
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels))
+
+
+def encode_short_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """``model.encode_text(tokens)`` computed on the tokens cut after the longest text.
+
+    Exact, not an approximation: the text transformer is causal and pools at the end-of-text
+    token, so padding positions never reach the feature. Toy captions fill 8-16 of CLIP's 77
+    positions, so this makes the text side of pretraining about 4x cheaper.
+    """
+    length = int((tokens != 0).sum(dim=1).max())
+    tokens = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if isinstance(model.text_projection, torch.nn.Linear):
+        return model.text_projection(x)
+    return x if model.text_projection is None else x @ model.text_projection

@@ -70,7 +70,7 @@ def random_crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.nd
 
 def to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 H x W x 3 -> float 3 x H x W in [0, 1] (every model normalises its own input)."""
-    return torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0)
+    return torch.tensor(image).permute(2, 0, 1).float().div_(255.0)
 
 
 class LabelledImages(Dataset):

@@ -1,0 +1,133 @@
+"""`kedro run --pipeline=pseudo_labels` end to end, capped to a few steps (conf/test), and on a
+VOC-layout folder with an open_clip ViT-B/32 weights file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from kedro.io.core import Version
+
+from kedro_project import copy_project, latest_json, run_kedro, saved, versions
+from layouts import make_voc
+from semples.clip.model import load_clip, save_clip_weights
+from semples.datasets import MaskSetDataset
+
+pytestmark = pytest.mark.slow
+
+ARTEFACTS = (
+    "data/06_models/clip_weights.pt",
+    "data/06_models/stage1_checkpoint.pt",
+    "data/06_models/background_prompts.pt",
+    "data/06_models/stage3_checkpoint.pt",
+    "data/07_model_output/cams",
+    "data/08_reporting/cam_metrics.json",
+    "data/08_reporting/training_loss_history.csv",
+    "data/08_reporting/cam_overlays.png",
+    "data/08_reporting/clip_zero_shot_report.json",
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("project"))
+    run_kedro(project, "run", "--env=test", "--pipeline=pseudo_labels")
+    run_kedro(
+        project, "run", "--env=test", "--pipelines=pseudo_labels", "--params=pseudo_labels.seed=1"
+    )
+    return project
+
+
+def test_two_runs_keep_two_versions_of_every_artefact(project):
+    for relative in ARTEFACTS:
+        assert len(versions(project, relative)) == 2, relative
+
+
+def test_cam_report_and_cam_set(project):
+    report = latest_json(project, "data/08_reporting/cam_metrics.json")
+    assert report["split"] == "val" and report["num_images"] == 8
+    assert 0.0 <= report["miou"] <= 1.0 and 0.0 <= report["trivial_miou"] <= 1.0
+    assert set(report["per_class_iou"]) == {
+        "background",
+        "aeroplane",
+        "boat",
+        "train",
+        "cow",
+        "car",
+        "sheep",
+    }
+    assert report["params"]["seed"] == 1 and report["params"]["max_steps"] == 2
+    cams = MaskSetDataset(
+        path=str(project / "data/07_model_output/cams"), version=Version(None, None)
+    ).load()
+    cam = cams.read(sorted(cams)[0])
+    assert set(cam) == {"keys", "cam", "cam_stride4"}
+    assert cam["cam"].shape[1:] == (96, 96) and cam["cam_stride4"].shape[1:] == (24, 24)
+    history = pd.read_csv(
+        saved(
+            project,
+            "data/08_reporting/training_loss_history.csv",
+            versions(project, "data/08_reporting/training_loss_history.csv")[-1],
+        )
+    )
+    assert history.groupby("stage")["step"].max().to_dict() == {1: 2, 2: 2, 3: 2}
+
+
+def test_stage_checkpoints_load_weights_only(project):
+    stage1 = torch.load(
+        saved(project, "data/06_models/stage1_checkpoint.pt",
+              versions(project, "data/06_models/stage1_checkpoint.pt")[-1]),
+        weights_only=True,
+    )  # fmt: skip
+    assert set(stage1) == {"generator", "initial_generator"}
+    prompts = torch.load(
+        saved(project, "data/06_models/background_prompts.pt",
+              versions(project, "data/06_models/background_prompts.pt")[-1]),
+        weights_only=True,
+    )  # fmt: skip
+    assert list(prompts) == ["context"] and prompts["context"].shape[:2] == (6, 30)
+
+
+def test_reporting_compares_the_cam_runs(project):
+    run_kedro(project, "run", "--env=test", "--pipeline=reporting")
+    table = pd.read_csv(
+        saved(
+            project,
+            "data/08_reporting/run_comparison.csv",
+            versions(project, "data/08_reporting/run_comparison.csv")[-1],
+        )
+    )
+    cam_rows = table[table["report"] == "cam_metrics"]
+    assert cam_rows["params.seed"].tolist() == [0, 1]
+    assert cam_rows["metric"].tolist() == ["miou", "miou"]
+
+
+def test_voc_layout_with_clip_weights_file(project, tmp_path):
+    root = make_voc(tmp_path / "VOC2012")
+    weights = tmp_path / "vit-b-32.pt"
+    torch.manual_seed(0)
+    save_clip_weights(load_clip("ViT-B-32").model, weights)
+    capped = ",".join([
+        f"voc_root={root}", f"clip_weights={weights}",
+        "pseudo_labels.train.max_steps=1", "pseudo_labels.train.common.batch_size=2",
+        "pseudo_labels.train.common.num_workers=0", "pseudo_labels.train.augmentation.crop_size=64",
+        "pseudo_labels.train.augmentation.resize_long=null", "pseudo_labels.cams.scales=[1.0]",
+        "pseudo_labels.clip.precision=fp32",
+    ])  # fmt: skip
+    run_kedro(project, "run", "--env=voc", "--pipeline=pseudo_labels", f"--params={capped}")
+
+    zero_shot = latest_json(project, "data/08_reporting/clip_zero_shot_report.json")
+    assert zero_shot["skipped"] is True
+    report = latest_json(project, "data/08_reporting/cam_metrics.json")
+    assert report["split"] == "train" and report["num_images"] == 2
+    assert report["params"]["clip"] == "ViT-B-32" and report["params"]["generator"] == "resnet50"
+    assert len(report["per_class_iou"]) == 21
+    cams = MaskSetDataset(
+        path=str(project / "data/07_model_output/cams"), version=Version(None, None)
+    ).load()
+    assert sorted(cams) == ["2007_000001", "2007_000002", "2008_000005"]  # train_aug
+    assert cams.read("2007_000001")["cam"].shape == (2, 24, 32)
+    assert np.isfinite(cams.read("2008_000005")["cam"]).all()
