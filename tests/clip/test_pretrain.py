@@ -1,8 +1,7 @@
 """Contrastive pretraining of the toy CLIP: deterministic, learns, fails loudly, augments sanely."""
+# conftest.py imports semples (its compat shims) before open_clip is imported here.
 
 import dataclasses
-
-import semples  # noqa: F401  (compat shims before open_clip)
 
 import numpy as np
 import open_clip
@@ -52,6 +51,7 @@ def _model(seed: int = 0) -> torch.nn.Module:
         ("seed", -1),
         ("dim_prob", 1.5),
         ("occlusion_prob", -0.1),
+        ("full_stop_prob", 2.0),
         ("max_steps", 0),
     ],
 )
@@ -113,6 +113,15 @@ def test_augmentation_off_is_identity():
     images = torch.rand(8, 3, 16, 16)
     config = PretrainConfig(dim_prob=0.0, occlusion_prob=0.0, hflip=False)
     assert torch.equal(augment_batch(images, config, torch.Generator()), images)
+
+
+def test_flip_mirrors_whole_images():
+    images = torch.rand(32, 3, 8, 8)
+    config = PretrainConfig(dim_prob=0.0, occlusion_prob=0.0, hflip=True)
+    out = augment_batch(images, config, torch.Generator().manual_seed(3))
+    kept = (out == images).flatten(1).all(1)
+    mirrored = (out == images.flip(-1)).flatten(1).all(1)
+    assert (kept | mirrored).all() and kept.any() and mirrored.any()
 
 
 def test_occlusion_blacks_out_a_tenth_to_two_fifths():

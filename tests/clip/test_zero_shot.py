@@ -1,6 +1,5 @@
 """Zero-shot accuracy counts the right answers, and the toy report uses held-out, valid scenes."""
-
-import semples  # noqa: F401  (compat shims before open_clip)
+# conftest.py imports semples (its compat shims) before open_clip is imported here.
 
 import numpy as np
 import open_clip

@@ -4,6 +4,7 @@ A fresh machine has no CLIP weights, so the toy world's own CLIP is trained here
 symmetric InfoNCE loss. SemPLES later feeds that CLIP images multiplied by soft masks, so the
 training images are randomly dimmed and partly blacked out: a CLIP that has only seen whole,
 bright scenes reads a masked image as "something dark" rather than as the object left in it.
+Half the captions also get the full stop that SemPLES' prompts end with.
 """
 
 from __future__ import annotations
@@ -29,10 +30,15 @@ _MAX_LOGIT_SCALE = math.log(100.0)
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Budget, optimiser and augmentation of contrastive pretraining."""
+    """Budget, optimiser and augmentation of contrastive pretraining.
 
-    epochs: int = 6
-    batch_size: int = 128
+    The defaults pretrain the toy CLIP on the default toy world's 3,000 captioned scenes in about
+    two minutes on 2 CPU cores, to 93-96 % zero-shot object and 100 % context accuracy (3 seeds);
+    batch 128 (lr 1e-3 or 2e-3) and lr 1.5e-3 at batch 64 reached only 87 % on objects.
+    """
+
+    epochs: int = 8
+    batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.1
     warmup_steps: int = 20
@@ -40,6 +46,7 @@ class PretrainConfig:
     dim_prob: float = 0.3
     occlusion_prob: float = 0.3
     hflip: bool = True
+    full_stop_prob: float = 0.5
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
@@ -57,7 +64,7 @@ class PretrainConfig:
             raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
-        for name in ("dim_prob", "occlusion_prob"):
+        for name in ("dim_prob", "occlusion_prob", "full_stop_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -123,7 +130,10 @@ def pretrain_clip(
     config: PretrainConfig,
     progress: bool = True,
 ) -> pd.DataFrame:
-    """Train ``model`` in place on (image, caption) pairs; return one history row per step."""
+    """Train ``model`` (an open_clip ``CLIP``) in place on (image, caption) pairs; return one
+    history row per step."""
+    if not isinstance(model, open_clip.CLIP):
+        raise TypeError(f"pretrain_clip needs an open_clip CLIP, got {type(model).__name__}")
     if len(images) != len(captions):
         raise ValueError(f"got {len(images)} images but {len(captions)} captions")
     if len(images) < 2:
@@ -131,7 +141,7 @@ def pretrain_clip(
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     pixels = _load_images(images)
-    tokens = tokenizer(list(captions))
+    tokens = _caption_tokens(tokenizer, captions)
     batch_size = min(config.batch_size, len(images))
     steps_per_epoch = len(images) // batch_size
     total = config.epochs * steps_per_epoch
@@ -154,7 +164,9 @@ def pretrain_clip(
             images01 = pixels[index].permute(0, 3, 1, 2).float() / 255.0
             batch = preprocess_batch(model, augment_batch(images01, config, generator))
             lr = optimizer.param_groups[0]["lr"]
-            loss = _train_step(model, optimizer, batch, tokens[index], step)
+            stop = torch.rand(len(index), generator=generator) < config.full_stop_prob
+            texts = torch.where(stop[:, None], tokens[1][index], tokens[0][index])
+            loss = _train_step(model, optimizer, batch, texts, step)
             schedule.step()
             history.append(
                 {
@@ -180,6 +192,18 @@ def _load_images(images: Sequence[ImageSource]) -> torch.Tensor:
     if any(array.dtype != np.uint8 for array in arrays):
         raise ValueError("images must be uint8")
     return torch.from_numpy(np.stack(arrays))
+
+
+def _caption_tokens(
+    tokenizer: Callable[[Sequence[str]], torch.Tensor], captions: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens of every caption as written and ending with a full stop.
+
+    SemPLES' prompts end with '.' ("a photo of a boat."), the toy captions do not; a CLIP that
+    never saw the full stop scored 13 points lower zero-shot with it than without it.
+    """
+    stopped = [caption if caption.endswith(".") else caption + "." for caption in captions]
+    return tokenizer(list(captions)), tokenizer(stopped)
 
 
 def _optimizer(model: torch.nn.Module, config: PretrainConfig) -> torch.optim.AdamW:
@@ -244,17 +268,18 @@ def encode_short_text(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Ten
     """``model.encode_text(tokens)`` computed on the tokens cut after the longest text.
 
     Exact, not an approximation: the text transformer is causal and pools at the end-of-text
-    token, so padding positions never reach the feature. Toy captions fill 8-16 of CLIP's 77
-    positions, so this makes the text side of pretraining about 4x cheaper.
+    token, so padding (id 0) after it never reaches the feature. Toy captions fill at most about
+    20 of CLIP's 77 positions, which makes the text side of pretraining about 4x cheaper.
     """
-    length = int((tokens != 0).sum(dim=1).max())
+    length = int((tokens != 0).nonzero()[:, 1].max()) + 1
     tokens = tokens[:, :length]
     cast_dtype = model.transformer.get_cast_dtype()
     x = model.token_embedding(tokens).to(cast_dtype)
     x = x + model.positional_embedding[:length].to(cast_dtype)
     x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
     x = model.ln_final(x)
-    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    eos_id = getattr(model, "text_eos_id", None)
+    x = text_global_pool(x, tokens, model.text_pool_type, eos_token_id=eos_id)
     if isinstance(model.text_projection, torch.nn.Linear):
         return model.text_projection(x)
     return x if model.text_projection is None else x @ model.text_projection

@@ -31,7 +31,8 @@ _HELD_OUT_SPLIT = "zero_shot"
 
 
 def object_prompt(name: str) -> str:
-    """'a photo of a boat.', with the article the toy captions use ('an aeroplane')."""
+    """'a photo of a boat.': the toy captions' article ('an aeroplane') and the full stop of
+    SemPLES' prompts (pretraining shows captions with and without it)."""
     article = "an" if name[0] in "aeiou" else "a"
     return f"{CAPTION_PREFIX}{article} {name}."
 
@@ -66,7 +67,7 @@ def zero_shot_accuracy(
     """Share of images whose most cosine-similar prompt is ``prompts[target]``."""
     if len(images) != len(targets):
         raise ValueError(f"got {len(images)} images but {len(targets)} targets")
-    if not images:
+    if len(images) == 0:
         raise ValueError("zero_shot_accuracy needs at least one image")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -91,7 +92,7 @@ def _predict(
         for start in range(0, len(images), batch_size):
             features = encode_images(_to_tensor01(images[start : start + batch_size]))
             best.append((F.normalize(features.float(), dim=-1) @ text.T).argmax(dim=1))
-    return torch.cat(best).numpy()
+    return torch.cat(best).cpu().numpy()
 
 
 def _to_tensor01(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -116,9 +117,8 @@ def toy_zero_shot_report(
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     object_images, object_targets = _single_object_scenes(world, num_images)
     context_images, context_owners = _context_only_scenes(world, num_images)
-    contexts = [TOY_CONTEXTS[name] for name in TOY_CLASSES]
     object_prompts = [object_prompt(name) for name in TOY_CLASSES]
-    context_prompts = [context_prompt(context) for context in contexts]
+    context_prompts = [context_prompt(TOY_CONTEXTS[name]) for name in TOY_CLASSES]
     return {
         "object_accuracy": zero_shot_accuracy(
             encode_images, encode_texts, object_images, object_targets, object_prompts
