@@ -24,9 +24,9 @@ import statistics
 import time
 from collections.abc import Callable
 
-import semples  # noqa: F401  (compat shims first)
 import torch
 
+import semples  # noqa: F401  (compat shims first)
 from semples.clip.model import class_text_features, load_clip
 from semples.clip.prompts import PromptLearner
 from semples.data.classes import VOC_CLASSES

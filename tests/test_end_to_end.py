@@ -38,7 +38,7 @@ def project(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def two_ingestion_runs(project) -> list[str]:
     run_kedro(project, "run", "--env=test", "--pipeline=ingestion")
-    kedro(
+    run_kedro(
         project, "run", "--env=test", "--pipelines=ingestion", "--params=ingestion.toy.num_train=16"
     )
     return versions(project, "data/02_intermediate/image_index.parquet")

@@ -10,12 +10,12 @@ import torch
 import torch.nn.functional as F
 
 from semples.clip import TOY_CLIP
+from semples.clip.model import preprocess_images
 from semples.clip.pretrain import (
     PretrainConfig,
     augment_batch,
     clip_loss,
     encode_short_text,
-    preprocess_batch,
     pretrain_clip,
 )
 from semples.data.toy_world import ToyWorldConfig, render_captioned_scene
@@ -140,7 +140,7 @@ def test_dimming_scales_by_a_fifth_to_four_fifths():
 
 def test_preprocess_resizes_and_normalises():
     model = _model()
-    out = preprocess_batch(model, torch.ones(2, 3, 48, 64))
+    out = preprocess_images(model, torch.ones(2, 3, 48, 64))
     assert out.shape == (2, 3, 96, 96)
     mean, std = (
         torch.tensor(v) for v in (open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)

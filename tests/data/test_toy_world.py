@@ -142,7 +142,11 @@ def test_captions_name_exactly_the_drawn_objects_and_contexts():
 
 def test_caption_grammar():
     config = dataclasses.replace(
-        CONFIG, co_occurrence=1.0, object_only_caption=0.0, context_only_fraction=0.0
+        CONFIG,
+        co_occurrence=1.0,
+        object_only_caption=0.0,
+        context_only_fraction=0.0,
+        object_cutout_fraction=0.0,
     )
     name = r"an? \w+"
     forms = {
@@ -159,11 +163,33 @@ def test_caption_grammar():
 
 def test_object_only_caption_drops_the_contexts():
     config = dataclasses.replace(
-        CONFIG, co_occurrence=1.0, object_only_caption=1.0, context_only_fraction=0.0
+        CONFIG,
+        co_occurrence=1.0,
+        object_only_caption=1.0,
+        context_only_fraction=0.0,
+        object_cutout_fraction=0.0,
     )
     for index in range(20):
         scene, caption = captioned_scene(config, index)
         assert scene.contexts and " on " not in caption
+
+
+def test_object_cutouts_show_the_objects_alone_on_black():
+    config = dataclasses.replace(
+        CONFIG, co_occurrence=1.0, context_only_fraction=0.0, object_cutout_fraction=1.0
+    )
+    for index in range(20):
+        scene, caption = captioned_scene(config, index)
+        objects, contexts = _parse_caption(caption)
+        assert objects == [TOY_CLASSES[k] for k in _slot_order(scene)] and contexts == []
+        assert scene.contexts == () and (scene.image[scene.mask == 0] == 0).all()
+        assert scene.image[scene.mask > 0].any()
+
+
+def _slot_order(scene) -> list[int]:
+    """Classes of a scene left to right (captions name them in slot order)."""
+    columns = {k: np.nonzero((scene.mask == k + 1).any(axis=0))[0].min() for k in scene.labels}
+    return sorted(columns, key=columns.get)
 
 
 def test_context_only_fraction_bounds():

@@ -61,9 +61,6 @@ class FrozenClip(nn.Module):
         self.text_width = model.transformer.width
         self.context_length = model.context_length
         self.tokenizer = open_clip.get_tokenizer(name)
-        preprocess = open_clip.get_model_preprocess_cfg(model)
-        self.register_buffer("mean", _channel_stat(preprocess["mean"]), persistent=False)
-        self.register_buffer("std", _channel_stat(preprocess["std"]), persistent=False)
 
     def train(self, mode: bool = True) -> FrozenClip:
         """Stay in eval mode: CLIP is a fixed measuring instrument, never a trained part."""
@@ -71,22 +68,13 @@ class FrozenClip(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.mean.device
+        return next(self.model.parameters()).device
 
     def encode_images(self, images: Tensor) -> Tensor:
         """Image features [B, D] of RGB images in [0, 1]; differentiable w.r.t. ``images``."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images [B, 3, H, W], got {tuple(images.shape)}")
-        x = images.to(self.mean.dtype)
-        if x.shape[-2:] != (self.image_size, self.image_size):
-            x = F.interpolate(
-                x,
-                size=(self.image_size, self.image_size),
-                mode="bilinear",
-                align_corners=False,
-                antialias=False,
-            )
-        x = (x - self.mean) / self.std
+        x = preprocess_images(self.model, images.float())
         with self._autocast(x.device):
             features = self.model.encode_image(x)
         return features.float()
@@ -247,5 +235,16 @@ def _pair(size: int | Sequence[int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def _channel_stat(values: Sequence[float]) -> Tensor:
-    return torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1)
+def preprocess_images(model: nn.Module, images01: Tensor) -> Tensor:
+    """CLIP's input from [0, 1] images [B, 3, H, W]: bilinear resize to its input size, then
+    its own mean/std. The one definition: pretraining, zero-shot checks and SemPLES feed CLIP
+    exactly the same way."""
+    size = _pair(model.visual.image_size)
+    if tuple(images01.shape[-2:]) != size:
+        images01 = F.interpolate(
+            images01, size=size, mode="bilinear", align_corners=False, antialias=False
+        )
+    cfg = open_clip.get_model_preprocess_cfg(model)
+    mean = torch.tensor(cfg["mean"], dtype=images01.dtype, device=images01.device)
+    std = torch.tensor(cfg["std"], dtype=images01.dtype, device=images01.device)
+    return (images01 - mean[:, None, None]) / std[:, None, None]

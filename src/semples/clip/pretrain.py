@@ -21,6 +21,8 @@ import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from tqdm.auto import tqdm
 
+from semples.clip.model import preprocess_images
+
 ImageSource = Callable[[], np.ndarray] | np.ndarray
 
 _DIM_RANGE = (0.2, 0.8)
@@ -69,23 +71,6 @@ class PretrainConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
-
-
-def preprocess_batch(model: torch.nn.Module, images01: torch.Tensor) -> torch.Tensor:
-    """CLIP's input from [0, 1] images (B, 3, H, W): resize to its input size, normalise.
-
-    Defined once so that pretraining, zero-shot evaluation and the frozen CLIP of SemPLES feed
-    the model exactly the same way.
-    """
-    size = open_clip.utils.to_2tuple(model.visual.image_size)
-    if tuple(images01.shape[-2:]) != tuple(size):
-        images01 = F.interpolate(
-            images01, size=size, mode="bilinear", align_corners=False, antialias=False
-        )
-    cfg = open_clip.get_model_preprocess_cfg(model)
-    mean = torch.tensor(cfg["mean"], dtype=images01.dtype, device=images01.device)
-    std = torch.tensor(cfg["std"], dtype=images01.dtype, device=images01.device)
-    return (images01 - mean[:, None, None]) / std[:, None, None]
 
 
 def augment_batch(
@@ -162,7 +147,7 @@ def pretrain_clip(
                 order = torch.randperm(len(images), generator=generator)
             index = order[(step % steps_per_epoch) * batch_size :][:batch_size]
             images01 = pixels[index].permute(0, 3, 1, 2).float() / 255.0
-            batch = preprocess_batch(model, augment_batch(images01, config, generator))
+            batch = preprocess_images(model, augment_batch(images01, config, generator))
             lr = optimizer.param_groups[0]["lr"]
             stop = torch.rand(len(index), generator=generator) < config.full_stop_prob
             texts = torch.where(stop[:, None], tokens[1][index], tokens[0][index])

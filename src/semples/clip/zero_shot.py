@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from semples.clip.pretrain import preprocess_batch
+from semples.clip.model import preprocess_images
 from semples.data.toy_world import (
     CAPTION_PREFIX,
     TOY_CLASSES,
@@ -48,7 +48,7 @@ def open_clip_encoders(
     """Encoders of an open_clip model fed exactly as in pretraining."""
 
     def encode_images(images01: torch.Tensor) -> torch.Tensor:
-        return model.encode_image(preprocess_batch(model, images01))
+        return model.encode_image(preprocess_images(model, images01))
 
     def encode_texts(prompts: Sequence[str]) -> torch.Tensor:
         return model.encode_text(tokenizer(list(prompts)))

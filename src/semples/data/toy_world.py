@@ -62,6 +62,7 @@ class ToyWorldConfig:
     max_objects: int = 3
     context_only_fraction: float = 0.2
     object_only_caption: float = 0.5
+    object_cutout_fraction: float = 0.2
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -70,7 +71,9 @@ class ToyWorldConfig:
         for name in ("num_train", "num_val", "num_captioned", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("co_occurrence", "context_only_fraction", "object_only_caption"):
+        for name in (
+            "co_occurrence", "context_only_fraction", "object_only_caption", "object_cutout_fraction",
+        ):  # fmt: skip
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 1 <= self.min_objects <= self.max_objects <= len(TOY_CLASSES):
@@ -125,8 +128,18 @@ def captioned_scene(config: ToyWorldConfig, index: int) -> tuple[ToyScene, str]:
         return _compose_context_only(config, rng, context), CAPTION_PREFIX + context
     classes = _draw_classes(rng, config)
     scene = _compose(config, rng, classes)
+    names = [TOY_CLASSES[k] for k in classes]
+    if rng.random() < config.object_cutout_fraction:
+        return _cut_out_objects(scene), _caption(names, ())
     named_contexts = scene.contexts if rng.random() >= config.object_only_caption else ()
-    return scene, _caption([TOY_CLASSES[k] for k in classes], named_contexts)
+    return scene, _caption(names, named_contexts)
+
+
+def _cut_out_objects(scene: ToyScene) -> ToyScene:
+    """The objects alone on black: what a CLIP trained on web data knows (an object is itself
+    without its usual context), and what SemPLES's masked foregrounds look like."""
+    image = np.where(scene.mask[..., None] > 0, scene.image, 0).astype(np.uint8)
+    return ToyScene(image=image, mask=scene.mask, labels=scene.labels, contexts=())
 
 
 def render_captioned_scene(config: ToyWorldConfig, index: int) -> tuple[np.ndarray, str]:

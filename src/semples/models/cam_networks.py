@@ -19,6 +19,7 @@ import pickle
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import timm
 import torch
@@ -173,11 +174,18 @@ class SmallFcnCam(MaskGenerator):
     96 px in about 30 ms (stride 8 or a fifth block cost more for coarser maps or more time).
     """
 
-    output_stride = 4
-
-    def __init__(self, num_classes: int, widths: tuple[int, int, int, int] = (32, 32, 64, 96)):
+    def __init__(
+        self,
+        num_classes: int,
+        widths: tuple[int, int, int, int] = (32, 32, 64, 96),
+        output_stride: int = 4,
+    ):
         super().__init__(num_classes, feature_dim=widths[-1])
-        strides_and_dilations = ((2, 1), (2, 1), (1, 2), (1, 4))
+        if output_stride not in (4, 8):
+            raise ValueError(f"SmallFcnCam output_stride must be 4 or 8, got {output_stride}")
+        self.output_stride = output_stride
+        third_stride = output_stride // 4
+        strides_and_dilations = ((2, 1), (2, 1), (third_stride, 2), (1, 4))
         channels = (3, *widths)
         self.backbone = nn.Sequential(
             *(
@@ -198,17 +206,18 @@ _ARCHITECTURES: dict[str, type[MaskGenerator]] = {
 
 
 def build_mask_generator(
-    arch: str, num_classes: int, weights: str | Path | None = None
+    arch: str, num_classes: int, weights: str | Path | None = None, **options: Any
 ) -> MaskGenerator:
     """Build generator ``arch`` for ``num_classes`` classes, random-init or from ``weights``.
 
     ``weights`` is a local file holding either an ImageNet state dict of the trunk (torchvision
     ResNet-50 / timm DeiT-S; its classification head is ignored) or a whole generator's state
-    dict (see ``load_generator_weights``).
+    dict (see ``load_generator_weights``). ``options`` go to the architecture's constructor
+    (e.g. ``output_stride`` of ``small_fcn``).
     """
     if arch not in _ARCHITECTURES:
         raise ValueError(f"unknown mask generator {arch!r}; choose one of {sorted(_ARCHITECTURES)}")
-    model = _ARCHITECTURES[arch](num_classes)
+    model = _ARCHITECTURES[arch](num_classes, **options)
     if weights is not None:
         load_generator_weights(model, weights)
     return model
