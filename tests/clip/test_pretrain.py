@@ -20,7 +20,10 @@ from semples.clip.pretrain import (
 )
 from semples.data.toy_world import ToyWorldConfig, render_captioned_scene
 
-WORLD = ToyWorldConfig(num_captioned=32)
+# Without object cut-outs: on 32 scenes, 30 steps with cut-outs collapsed to uniform logits
+# (loss ln 16) in one measurement, while the full default set trains well; this test checks the
+# optimiser, not the data mix.
+WORLD = ToyWorldConfig(num_captioned=32, object_cutout_fraction=0.0)
 QUIET = PretrainConfig(batch_size=16, warmup_steps=2, dim_prob=0.0, occlusion_prob=0.0)
 
 

@@ -71,9 +71,8 @@ class ToyWorldConfig:
         for name in ("num_train", "num_val", "num_captioned", "seed"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in (
-            "co_occurrence", "context_only_fraction", "object_only_caption", "object_cutout_fraction",
-        ):  # fmt: skip
+        probabilities = ("co_occurrence", "context_only_fraction", "object_only_caption")
+        for name in (*probabilities, "object_cutout_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 1 <= self.min_objects <= self.max_objects <= len(TOY_CLASSES):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+
+from semples.checkpoints import save_atomic
 
 
 class TorchStateDataset(AbstractVersionedDataset[dict, dict]):
@@ -43,14 +43,7 @@ class TorchStateDataset(AbstractVersionedDataset[dict, dict]):
     def save(self, data: dict) -> None:
         if not isinstance(data, dict):
             raise DatasetError(f"a checkpoint is saved from a dict, got {type(data).__name__}")
-        path = Path(self._get_save_path())
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
-        try:
-            torch.save(data, staging)
-            os.replace(staging, path)
-        finally:
-            staging.unlink(missing_ok=True)
+        save_atomic(data, Path(self._get_save_path()))
 
     def _exists(self) -> bool:
         return Path(self._get_load_path()).is_file()

@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import os
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from semples.checkpoints import save_atomic
 from semples.clip.model import FrozenClip
 from semples.clip.prompts import PromptLearner
 from semples.data.images import LabelledImages
@@ -158,17 +157,6 @@ def _checkpoint_state(models: StageModels, optimizer, epoch: int, step: int, his
     }
 
 
-def save_checkpoint(state: dict, path: Path) -> None:
-    """Write-then-rename: a crash while saving never leaves a half-written checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        torch.save(state, staging)
-        os.replace(staging, path)
-    finally:
-        staging.unlink(missing_ok=True)
-
-
 def train_stage(
     config: StageConfig,
     models: StageModels,
@@ -240,9 +228,7 @@ def train_stage(
             bar.update(1)
             bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()}, refresh=False)
         if checkpoint_path is not None and rank == 0:
-            save_checkpoint(
-                _checkpoint_state(models, optimizer, epoch, step, history), checkpoint_path
-            )
+            save_atomic(_checkpoint_state(models, optimizer, epoch, step, history), checkpoint_path)
         if on_epoch_end is not None:
             on_epoch_end(epoch)
     bar.close()
