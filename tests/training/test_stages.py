@@ -88,3 +88,12 @@ def test_toy_clip_is_used_unless_real_weights_are_configured():
     assert not stages.uses_toy_clip({**PARAMS["clip"], "name": "ViT-B-32"})
     with pytest.raises(ValueError, match="the toy CLIP has no pretrained weights"):
         stages.frozen_clip(PARAMS["clip"], {}, torch.device("cpu"))
+
+
+def test_generator_options_and_weights_reach_the_generator():
+    settings = {"arch": "small_fcn", "weights": None, "options": {"output_stride": 8}}
+    generator = stages.generator_module(settings, len(TOY_CLASSES))
+    assert generator.output_stride == 8
+    state = {k: torch.zeros_like(v) for k, v in generator.state_dict().items()}
+    restored = stages.generator_module(settings, len(TOY_CLASSES), state)
+    assert all(torch.equal(v, state[k]) for k, v in restored.state_dict().items())

@@ -70,12 +70,26 @@ def frozen_clip(
     return clip.to(device)
 
 
+def generator_module(
+    settings: Mapping[str, Any], num_classes: int, state: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """The configured generator (``arch``, ``options``), with ``state`` when given, else its
+    initial weights (random, or the configured ``weights`` file)."""
+    generator = build_mask_generator(
+        settings["arch"],
+        num_classes,
+        weights=None if state is not None else settings.get("weights"),
+        **settings.get("options", {}),
+    )
+    if state is not None:
+        generator.load_state_dict(state)
+    return generator
+
+
 def initial_generator_state(params: Mapping[str, Any], num_classes: int) -> dict:
     """S's initial weights: a seeded random init or the configured weights file."""
     torch.manual_seed(params["seed"])
-    generator = build_mask_generator(
-        params["generator"]["arch"], num_classes, weights=params["generator"].get("weights")
-    )
+    generator = generator_module(params["generator"], num_classes)
     return {k: v.detach().clone() for k, v in generator.state_dict().items()}
 
 
@@ -149,8 +163,9 @@ def _dataset(inputs: StageInputs) -> LabelledImages:
 def _models(inputs: StageInputs, device: torch.device) -> StageModels:
     params = inputs.params
     clip = frozen_clip(params["clip"], inputs.clip_state, device)
-    generator = build_mask_generator(params["generator"]["arch"], len(inputs.class_names))
-    generator.load_state_dict(inputs.generator_state)
+    generator = generator_module(
+        params["generator"], len(inputs.class_names), inputs.generator_state
+    )
     prompts = PromptLearner(
         clip,
         len(inputs.class_names),
@@ -232,10 +247,3 @@ def background_texts(params: Mapping[str, Any], class_names: Sequence[str]) -> l
     if missing:
         raise ValueError(f"handwritten_prompts has no text for classes {missing}")
     return [texts[name] for name in class_names]
-
-
-def generator_module(arch: str, num_classes: int, state: Mapping[str, torch.Tensor]) -> nn.Module:
-    """A generator with the given weights (for CAM inference)."""
-    generator = build_mask_generator(arch, num_classes)
-    generator.load_state_dict(state)
-    return generator

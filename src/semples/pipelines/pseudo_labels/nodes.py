@@ -94,7 +94,7 @@ def infer_cams(
 ) -> dict:
     device = stages.resolve_device(params["device"])
     generator = stages.generator_module(
-        params["generator"]["arch"], len(classes["class_names"]), stage3["generator"]
+        params["generator"], len(classes["class_names"]), stage3["generator"]
     ).to(device)
     rows = cams.labelled_rows(image_index, params["cams"]["splits"])
     return cams.cam_jobs(generator, rows, params["cams"]["scales"], params["cams"]["flip"], device)
