@@ -28,6 +28,10 @@ def rank() -> int:
     return dist.get_rank() if is_worker() else 0
 
 
+def world_size() -> int:
+    return dist.get_world_size() if is_worker() else 1
+
+
 def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 

@@ -38,6 +38,7 @@ from semples.clip.prompts import PromptLearner
 from semples.data.images import LabelledImages
 from semples.losses import area_loss, match_loss, prompt_loss, refine_loss
 from semples.models import masks_for_pairs
+from semples.training import distributed
 from semples.training.config import StageConfig
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,6 @@ class StageModels:
     prompts: PromptLearner
     label_features: Tensor
     background_features: Tensor | None = None
-
-
-def _distributed() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
 
 
 def epoch_order(num_items: int, seed: int, epoch: int, rank: int, world: int) -> list[int]:
@@ -171,7 +166,7 @@ def train_stage(
     checkpoint is resumed from (the caller puts the config's fingerprint in the path).
     """
     device = models.label_features.device
-    rank, world = _distributed()
+    rank, world = distributed.rank(), distributed.world_size()
     torch.manual_seed(config.seed)
     module = _trainable(config, models)
     models.generator.train(config.stage != 2)
