@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from semples.data.images import read_rgb
+from semples.data.images import read_rgb, to_tensor
 from semples.data.validation import read_label_mask
 from semples.metrics import SegmentationScores, ThresholdSweep
 
@@ -135,8 +135,7 @@ def cam_records(
     array = image_loader()
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"image must be uint8 H x W x 3, got {array.dtype} {array.shape}")
-    image = torch.from_numpy(np.ascontiguousarray(array)).to(device).permute(2, 0, 1)
-    return multiscale_cams(generator, image.float() / 255, labels, scales, flip)
+    return multiscale_cams(generator, to_tensor(array).to(device), labels, scales, flip)
 
 
 def _add_image(
