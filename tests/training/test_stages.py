@@ -40,14 +40,30 @@ PARAMS = {
 def inputs(tmp_path_factory) -> stages.StageInputs:
     torch.manual_seed(0)
     clip_state = load_clip(TOY_CLIP).model.state_dict()
+    index = make_toy_index(tmp_path_factory.mktemp("toy"), num_train=4, num_val=0)
+    initial, _ = stages.initial_generator_state(PARAMS, index, len(TOY_CLASSES))
     return stages.StageInputs(
         stage=1,
         params=copy.deepcopy(PARAMS),
-        image_index=make_toy_index(tmp_path_factory.mktemp("toy"), num_train=4, num_val=0),
+        image_index=index,
         class_names=list(TOY_CLASSES),
         clip_state=clip_state,
-        generator_state=stages.initial_generator_state(PARAMS, len(TOY_CLASSES)),
+        generator_state=initial,
     )
+
+
+def test_initial_generator_is_seeded_and_cam_pretraining_trains_it(inputs):
+    random_init, history = stages.initial_generator_state(PARAMS, inputs.image_index, 6)
+    assert history.empty
+    assert all(torch.equal(random_init[k], v) for k, v in inputs.generator_state.items())
+    params = copy.deepcopy(PARAMS)
+    params["generator"]["cam_pretraining"] = {"epochs": 2, "batch_size": 2}
+    trained, history = stages.initial_generator_state(params, inputs.image_index, 6)
+    assert len(history) == 4 and history["bce"].notna().all()
+    assert not all(torch.equal(trained[k], v) for k, v in random_init.items())
+    params["train"]["max_steps"] = 1
+    _, capped = stages.initial_generator_state(params, inputs.image_index, 6)
+    assert len(capped) == 1
 
 
 def test_stage_in_this_process_returns_plain_states(inputs):

@@ -27,6 +27,7 @@ from semples.clip.prompts import PromptLearner
 from semples.data.images import Augmentation, LabelledImages
 from semples.models import build_mask_generator
 from semples.training import distributed
+from semples.training.cam_classifier import CamClassifierConfig, train_cam_classifier
 from semples.training.config import StageConfig, stage_config
 from semples.training.loop import StageModels, train_stage
 
@@ -86,11 +87,29 @@ def generator_module(
     return generator
 
 
-def initial_generator_state(params: Mapping[str, Any], num_classes: int) -> dict:
-    """S's initial weights: a seeded random init or the configured weights file."""
+def initial_generator_state(
+    params: Mapping[str, Any], image_index: pd.DataFrame, num_classes: int, progress: bool = True
+) -> tuple[dict, pd.DataFrame]:
+    """S's initial weights and the history of making them.
+
+    A seeded random init or the configured weights file, then, when ``generator.cam_pretraining``
+    is set, trained as a CAM classifier on the image-level labels of the training splits (the
+    prior a trained CAM network gives the paper's generator). Without it the history is empty.
+    """
     torch.manual_seed(params["seed"])
     generator = generator_module(params["generator"], num_classes)
-    return {k: v.detach().clone() for k, v in generator.state_dict().items()}
+    settings = params["generator"].get("cam_pretraining")
+    history = pd.DataFrame(columns=["epoch", "step", "lr", "bce"])
+    if settings:
+        cap = params["train"].get("max_steps")
+        config = CamClassifierConfig(
+            **{"seed": params["seed"], **settings, **({"max_steps": cap} if cap else {})}
+        )
+        device = resolve_device(params["device"])
+        history = train_cam_classifier(
+            generator, training_dataset(image_index, params), config, device, progress
+        )
+    return {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, history
 
 
 @dataclass
@@ -135,6 +154,7 @@ def report_params(params: Mapping[str, Any]) -> dict[str, Any]:
         "seed": params["seed"],
         "clip": params["clip"]["name"],
         "generator": params["generator"]["arch"],
+        "cam_pretraining": params["generator"].get("cam_pretraining"),
         "background_prompts": params["background_prompts"],
         "loss_ablation": train["loss_ablation"],
         "stage3_init": train["stage3_init"],
@@ -145,18 +165,19 @@ def report_params(params: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _dataset(inputs: StageInputs) -> LabelledImages:
-    train = inputs.params["train"]
+def training_dataset(image_index: pd.DataFrame, params: Mapping[str, Any]) -> LabelledImages:
+    """The training splits with the configured augmentation."""
+    train = params["train"]
     augmentation = train["augmentation"]
     return LabelledImages(
-        inputs.image_index,
+        image_index,
         train["splits"],
         Augmentation(
             resize_long=tuple(augmentation["resize_long"]) if augmentation["resize_long"] else None,
             hflip=augmentation["hflip"],
             crop_size=augmentation["crop_size"],
         ),
-        seed=inputs.params["seed"],
+        seed=params["seed"],
     )
 
 
@@ -206,7 +227,7 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
     if distributed.is_worker() and device.type == "cuda":
         device = torch.device("cuda", distributed.local_rank())
     config = stage_config_of(inputs.stage, inputs.params)
-    dataset = _dataset(inputs)
+    dataset = training_dataset(inputs.image_index, inputs.params)
     models = _models(inputs, device)
     checkpoint = _checkpoint_path(inputs, config, dataset)
     history = train_stage(config, models, dataset, checkpoint, progress=progress)

@@ -20,12 +20,14 @@ pytestmark = pytest.mark.slow
 
 ARTEFACTS = (
     "data/06_models/clip_weights.pt",
+    "data/06_models/initial_generator_weights.pt",
     "data/06_models/stage1_checkpoint.pt",
     "data/06_models/background_prompts.pt",
     "data/06_models/stage3_checkpoint.pt",
     "data/07_model_output/cams",
     "data/08_reporting/cam_metrics.json",
     "data/08_reporting/training_loss_history.csv",
+    "data/08_reporting/cam_classifier_loss_history.csv",
     "data/08_reporting/cam_overlays.png",
     "data/08_reporting/clip_zero_shot_report.json",
 )

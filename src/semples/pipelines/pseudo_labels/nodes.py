@@ -37,10 +37,19 @@ def _inputs(stage: int, image_index, classes, clip_weights, params, **kwargs) ->
     )  # fmt: skip
 
 
-def train_stage1(
-    image_index: pd.DataFrame, classes: dict, clip_weights: dict, params: dict[str, Any]
+def initialise_generator(
+    image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
 ) -> tuple[dict, pd.DataFrame]:
-    initial = stages.initial_generator_state(params, len(classes["class_names"]))
+    return stages.initial_generator_state(params, image_index, len(classes["class_names"]))
+
+
+def train_stage1(
+    image_index: pd.DataFrame,
+    classes: dict,
+    clip_weights: dict,
+    initial: dict,
+    params: dict[str, Any],
+) -> tuple[dict, pd.DataFrame]:
     inputs = _inputs(1, image_index, classes, clip_weights, params, generator_state=initial)
     state, history = stages.run_stage_launched(inputs)
     return {"generator": state["generator"], "initial_generator": initial}, history

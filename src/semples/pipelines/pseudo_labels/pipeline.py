@@ -1,4 +1,5 @@
-"""pseudo_labels: toy CLIP -> SemPLES stages 1, 2, 3 -> CAMs -> CAM report (after ingestion)."""
+"""pseudo_labels (after ingestion): toy CLIP and initial generator (a CAM classifier) ->
+SemPLES stages 1, 2, 3 -> CAMs -> CAM report."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -17,8 +18,14 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="pretrain_toy_clip",
             ),
             node(
+                nodes.initialise_generator,
+                inputs=["image_index", "dataset_classes", "params:pseudo_labels"],
+                outputs=["initial_generator_weights", "cam_classifier_loss_history"],
+                name="initialise_generator_as_cam_classifier",
+            ),
+            node(
                 nodes.train_stage1,
-                inputs=[*COMMON, "params:pseudo_labels"],
+                inputs=[*COMMON, "initial_generator_weights", "params:pseudo_labels"],
                 outputs=["stage1_checkpoint", "stage1_loss_history"],
                 name="train_stage1_segment_label_matching",
             ),
