@@ -1,0 +1,1 @@
+"""Turning CAMs into pixel pseudo masks: dense CRF and IRN's random walk."""
