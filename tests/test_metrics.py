@@ -7,7 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from semples.metrics import ThresholdSweep, confusion_matrix, iou_from_confusion
+from semples.metrics import (
+    ThresholdSweep,
+    confusion_matrix,
+    evaluate_label_maps,
+    iou_from_confusion,
+)
 
 NAN = float("nan")
 
@@ -231,3 +236,24 @@ def test_equal_to_mmsegmentation_iou_metric():
     summary = metric.compute_metrics(metric.results)
     assert summary["mIoU"] == pytest.approx(np.round(ours.miou * 100, 2), abs=1e-4)
     assert summary["aAcc"] == pytest.approx(np.round(ours.pixel_accuracy * 100, 2), abs=1e-4)
+
+
+def test_evaluate_label_maps_streams_one_confusion_matrix():
+    pred = {"a": lambda: np.array([[0, 1], [1, 1]]), "b": lambda: np.array([[2, 2]])}
+    gt = {"a": lambda: np.array([[0, 1], [255, 0]]), "b": lambda: np.array([[2, 1]])}
+    report = evaluate_label_maps(pred, gt, ["background", "cat", "dog"])
+    expected = iou_from_confusion(
+        confusion_matrix(np.array([0, 1, 1, 2, 2]), np.array([0, 1, 0, 2, 1]), 3)
+    ).to_dict(["background", "cat", "dog"])
+    assert report == {**expected, "num_images": 2}
+
+
+def test_evaluate_label_maps_names_the_image_at_fault():
+    with pytest.raises(KeyError, match="no ground-truth mask for 'a'"):
+        evaluate_label_maps({"a": lambda: np.zeros((1, 1), int)}, {}, ["background"])
+    with pytest.raises(ValueError, match="'a': pred shape"):
+        evaluate_label_maps(
+            {"a": lambda: np.zeros((1, 2), int)}, {"a": lambda: np.zeros((2, 1), int)}, ["bg"]
+        )
+    with pytest.raises(ValueError, match="no label maps to evaluate"):
+        evaluate_label_maps({}, {}, ["background"])

@@ -11,7 +11,7 @@ Label convention: 0 = background, 1..K = foreground classes, ``ignore_index`` (2
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -162,6 +162,27 @@ def iou_from_confusion(cm: np.ndarray) -> SegmentationScores:
         miou=_nanmean(iou),
         pixel_accuracy=float(_ratio(true_positive.sum(), gt_area.sum())),
     )
+
+
+def evaluate_label_maps(
+    predictions: Mapping[str, Callable[[], np.ndarray]],
+    gt_masks: Mapping[str, Callable[[], np.ndarray]],
+    class_names: Sequence[str],
+) -> dict:
+    """Scores of a set of label maps (background first in ``class_names``), streamed one image at
+    a time into one confusion matrix; a map without ground truth or of another size raises an
+    error naming the image."""
+    if not predictions:
+        raise ValueError("no label maps to evaluate")
+    cm = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
+    for image_id, load in predictions.items():
+        if image_id not in gt_masks:
+            raise KeyError(f"no ground-truth mask for {image_id!r}")
+        try:
+            confusion_matrix(load(), gt_masks[image_id](), len(class_names), out=cm)
+        except ValueError as error:
+            raise ValueError(f"{image_id!r}: {error}") from error
+    return {**iou_from_confusion(cm).to_dict(class_names), "num_images": len(predictions)}
 
 
 class ThresholdSweep:

@@ -76,6 +76,15 @@ def test_non_contiguous_inputs_give_the_same_result_as_contiguous_copies():
     np.testing.assert_array_equal(dense_crf(image, probs), expected)
 
 
+def test_read_only_images_as_pil_gives_them_are_accepted():
+    image, truth = disc_scene()
+    frozen = image.copy()
+    frozen.setflags(write=False)  # np.asarray(PIL image) is read-only
+    np.testing.assert_array_equal(
+        dense_crf(frozen, blurred_probs(truth)), dense_crf(image, blurred_probs(truth))
+    )
+
+
 @pytest.mark.parametrize(
     ("image", "probs", "kwargs", "message"),
     [

@@ -78,7 +78,7 @@ def dense_crf(
     crf.addPairwiseBilateral(
         sxy=bilateral_sxy,
         srgb=bilateral_srgb,
-        rgbim=np.ascontiguousarray(image),
+        rgbim=np.array(image, order="C"),  # a writable copy: pydensecrf rejects read-only
         compat=bilateral_compat,
     )
     marginals = np.asarray(crf.inference(iterations), dtype=np.float32)

@@ -27,7 +27,7 @@ Offset = tuple[int, int]
 
 
 @functools.cache
-def _search_paths(radius: int) -> tuple[tuple[Offset, tuple[Offset, ...]], ...]:
+def search_paths(radius: int) -> tuple[tuple[Offset, tuple[Offset, ...]], ...]:
     """IRN's search directions within ``radius``, each with the pixel offsets its path crosses.
 
     The directions (dy, dx) fill a half-plane (dy > 0, or dy == 0 and dx > 0) with
@@ -111,7 +111,7 @@ def edge_affinities(edge: Tensor, radius: int = 5) -> EdgeAffinities:
     """
     _check_edge(edge, radius)
     h, w = edge.shape
-    paths = _search_paths(radius)
+    paths = search_paths(radius)
     values = edge.new_zeros(len(paths), h, w)
     for k, ((dy, dx), path) in enumerate(paths):
         rows, cols = _valid_box(dy, dx, h, w)
@@ -202,16 +202,12 @@ def dense_random_walk(
     return ((cams * (1 - edge)).reshape(channels, h * w) @ matrix).reshape(channels, h, w)
 
 
-def labels_from_random_walk(
-    rw: Tensor, image_size: tuple[int, int], bg_threshold: float = 0.25, stride: int = 4
-) -> Tensor:
-    """Pixel labels from random-walk scores, as IRN's ``make_sem_seg_labels``.
+def walk_scores(rw: Tensor, image_size: tuple[int, int], stride: int = 4) -> Tensor:
+    """Random-walk scores at pixel resolution, as IRN's ``make_sem_seg_labels`` prepares them.
 
     ``rw`` (C x h x w, one channel per kept class) is upsampled ``stride`` times (bilinear,
-    ``align_corners=False``), cropped to ``image_size`` = (H, W), divided by its overall max and
-    compared with a constant background score ``bg_threshold``. Returns the H x W argmax as a
-    long tensor: 0 for background, i for the i-th channel of ``rw`` (1-based), which the caller
-    maps to class ids.
+    ``align_corners=False``), cropped to ``image_size`` = (H, W) and divided by its overall max
+    (one max for all channels, as IRN does), so a constant background score can be compared.
     """
     if rw.dim() != 3 or rw.shape[0] == 0:
         raise ValueError(f"rw must be C x h x w with C >= 1, got shape {tuple(rw.shape)}")
@@ -225,5 +221,15 @@ def labels_from_random_walk(
         )
     scores = F.interpolate(rw[None], scale_factor=stride, mode="bilinear", align_corners=False)
     scores = scores[0, :, :height, :width]
-    scores = scores / scores.max().clamp_min(torch.finfo(scores.dtype).tiny)  # all-zero stays 0
+    return scores / scores.max().clamp_min(torch.finfo(scores.dtype).tiny)  # all-zero stays 0
+
+
+def labels_from_random_walk(
+    rw: Tensor, image_size: tuple[int, int], bg_threshold: float = 0.25, stride: int = 4
+) -> Tensor:
+    """Pixel labels from random-walk scores (:func:`walk_scores`) against a constant background
+    score ``bg_threshold``: the H x W argmax as a long tensor, 0 for background and i for the
+    i-th channel of ``rw`` (1-based), which the caller maps to class ids.
+    """
+    scores = walk_scores(rw, image_size, stride)
     return F.pad(scores, (0, 0, 0, 0, 1, 0), value=bg_threshold).argmax(0)

@@ -29,6 +29,10 @@ ARTEFACTS = (
     "data/08_reporting/training_loss_history.csv",
     "data/08_reporting/cam_classifier_loss_history.csv",
     "data/08_reporting/cam_overlays.png",
+    "data/07_model_output/ir_labels",
+    "data/06_models/irnet_weights.pt",
+    "data/07_model_output/pseudo_masks",
+    "data/08_reporting/pseudo_mask_metrics.json",
     "data/08_reporting/clip_zero_shot_report.json",
 )
 
@@ -78,6 +82,24 @@ def test_cam_report_and_cam_set(project):
     assert history.groupby("stage")["step"].max().to_dict() == {1: 2, 2: 2, 3: 2}
 
 
+def test_pseudo_masks_and_their_report(project):
+    report = latest_json(project, "data/08_reporting/pseudo_mask_metrics.json")
+    assert report["refine"] == "irn+crf" and report["split"] == "val"
+    assert report["num_images"] == 8 and 0.0 <= report["miou"] <= 1.0
+    assert 0.0 <= report["cam_miou"] <= 1.0 and len(report["per_class_iou"]) == 7
+    masks = MaskSetDataset(
+        path=str(project / "data/07_model_output/pseudo_masks"), version=Version(None, None)
+    ).load()
+    mask = masks.read(sorted(masks)[0])
+    assert (
+        mask.shape == (96, 96) and mask.dtype == np.uint8 and set(np.unique(mask)) <= set(range(7))
+    )
+    ir_labels = MaskSetDataset(
+        path=str(project / "data/07_model_output/ir_labels"), version=Version(None, None)
+    ).load()
+    assert set(np.unique(ir_labels.read(sorted(ir_labels)[0]))) <= {*range(7), 255}
+
+
 def test_stage_checkpoints_load_weights_only(project):
     stage1 = torch.load(
         saved(project, "data/06_models/stage1_checkpoint.pt",
@@ -117,7 +139,8 @@ def test_voc_layout_with_clip_weights_file(project, tmp_path):
         "pseudo_labels.train.max_steps=1", "pseudo_labels.train.common.batch_size=2",
         "pseudo_labels.train.common.num_workers=0", "pseudo_labels.train.augmentation.crop_size=64",
         "pseudo_labels.train.augmentation.resize_long=null", "pseudo_labels.cams.scales=[1.0]",
-        "pseudo_labels.clip.precision=fp32",
+        "pseudo_labels.clip.precision=fp32", "pseudo_labels.pseudo_masks.irnet.crop_size=32",
+        "pseudo_labels.pseudo_masks.irnet.batch_size=2",
     ])  # fmt: skip
     run_kedro(project, "run", "--env=voc", "--pipeline=pseudo_labels", f"--params={capped}")
 
@@ -133,3 +156,6 @@ def test_voc_layout_with_clip_weights_file(project, tmp_path):
     assert sorted(cams) == ["2007_000001", "2007_000002", "2008_000005"]  # train_aug
     assert cams.read("2007_000001")["cam"].shape == (2, 24, 32)
     assert np.isfinite(cams.read("2008_000005")["cam"]).all()
+    pseudo = latest_json(project, "data/08_reporting/pseudo_mask_metrics.json")
+    assert pseudo["refine"] == "irn" and pseudo["num_images"] == 2
+    assert pseudo["params"]["pseudo_masks"]["irnet"]["backbone"] == "resnet50"

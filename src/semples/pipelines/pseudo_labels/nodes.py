@@ -1,4 +1,5 @@
-"""pseudo_labels nodes: thin adapters over semples.clip, semples.training and semples.cams."""
+"""pseudo_labels nodes: thin adapters over semples.clip, semples.training, semples.cams and
+semples.refine."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from matplotlib.figure import Figure
 from semples import cams, viz
 from semples.clip.toy import pretrain_toy_clip
 from semples.data.images import read_rgb
+from semples.metrics import evaluate_label_maps
+from semples.refine import jobs
 from semples.training import stages
 
 logger = logging.getLogger(__name__)
@@ -134,3 +137,61 @@ def evaluate_cams(
         [gt[i]() for i in shown["id"]],
     )
     return report, figure
+
+
+def make_ir_labels(cam_set, image_index: pd.DataFrame, params: dict[str, Any]) -> dict:
+    settings = params["pseudo_masks"]
+    if not settings["refine"].startswith("irn"):
+        return {}
+    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
+    return jobs.ir_label_jobs(cam_set, rows, settings["ir_labels"], settings["crf"])
+
+
+def train_irnet(
+    ir_label_set, image_index: pd.DataFrame, params: dict[str, Any]
+) -> tuple[dict, pd.DataFrame]:
+    mode = params["pseudo_masks"]["refine"]
+    if not mode.startswith("irn"):
+        reason = f"refine mode {mode!r} does not use IRNet"
+        logger.info("IRNet training skipped: %s", reason)
+        return {}, pd.DataFrame({"note": [reason]})
+    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
+    return jobs.fit_irnet(ir_label_set, rows, params, stages.resolve_device(params["device"]))
+
+
+def make_pseudo_masks(
+    cam_set, image_index: pd.DataFrame, irnet: dict, params: dict[str, Any]
+) -> dict:
+    settings = params["pseudo_masks"]
+    device = stages.resolve_device(params["device"])
+    model = jobs.trained_irnet(settings["irnet"], irnet, device) if irnet else None
+    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
+    options = {key: settings[key] for key in ("cam_threshold", "walk", "crf")}
+    return jobs.pseudo_mask_jobs(cam_set, rows, settings["refine"], options, model, device)
+
+
+def evaluate_pseudo_masks(
+    mask_set, cam_set, image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
+) -> dict[str, Any]:
+    settings = params["pseudo_masks"]
+    names = ["background", *classes["class_names"]]
+    split = params["evaluation"]["split"]
+    rows = cams.labelled_rows(image_index, [split])
+    rows = rows[rows["id"].isin(list(mask_set))]
+    gt = cams.gt_mask_loaders(rows, len(classes["class_names"]))
+    report = evaluate_label_maps({i: mask_set[i] for i in rows["id"]}, gt, names)
+    thresholded = jobs.pseudo_mask_jobs(
+        cam_set, rows, "none", {"cam_threshold": settings["cam_threshold"]}
+    )
+    report["cam_miou"] = evaluate_label_maps(thresholded, gt, names)["miou"]
+    report.update(
+        split=split,
+        refine=settings["refine"],
+        params={**stages.report_params(params), "pseudo_masks": dict(settings)},
+    )
+    logger.info(
+        "Pseudo-mask mIoU on %s (%s): %.4f; the CAMs they came from at threshold %.2f: %.4f",
+        *(split, settings["refine"], report["miou"]),
+        *(settings["cam_threshold"], report["cam_miou"]),
+    )
+    return report

@@ -1,5 +1,5 @@
 """pseudo_labels (after ingestion): toy CLIP and initial generator (a CAM classifier) ->
-SemPLES stages 1, 2, 3 -> CAMs -> CAM report."""
+SemPLES stages 1, 2, 3 -> CAMs -> CAM report -> IR labels -> IRNet -> pseudo masks -> report."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -63,6 +63,36 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["cams", "image_index", "dataset_classes", "params:pseudo_labels"],
                 outputs=["cam_metrics", "cam_overlays_plot"],
                 name="evaluate_cams",
+            ),
+            node(
+                nodes.make_ir_labels,
+                inputs=["cams", "image_index", "params:pseudo_labels"],
+                outputs="ir_labels",
+                name="make_ir_labels",
+            ),
+            node(
+                nodes.train_irnet,
+                inputs=["ir_labels", "image_index", "params:pseudo_labels"],
+                outputs=["irnet_weights", "irnet_loss_history"],
+                name="train_irnet",
+            ),
+            node(
+                nodes.make_pseudo_masks,
+                inputs=["cams", "image_index", "irnet_weights", "params:pseudo_labels"],
+                outputs="pseudo_masks",
+                name="make_pseudo_masks",
+            ),
+            node(
+                nodes.evaluate_pseudo_masks,
+                inputs=[
+                    "pseudo_masks",
+                    "cams",
+                    "image_index",
+                    "dataset_classes",
+                    "params:pseudo_labels",
+                ],
+                outputs="pseudo_mask_metrics",
+                name="evaluate_pseudo_masks",
             ),
         ]
     )

@@ -1,0 +1,143 @@
+"""Per-image jobs over a CAM set, so a mask-set dataset computes and writes one image at a time.
+
+Each function returns ``id -> callable``; nothing is computed until the mask set saves it, and
+memory holds one image's CAMs, labels and edge map at a time whatever the split's size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from semples.data.images import read_rgb, to_tensor
+from semples.refine.irnet import IRNet, predict_edge
+from semples.refine.irnet_training import IrLabelDataset, IrnetConfig, train_irnet
+from semples.refine.pseudo_masks import ir_label, pseudo_mask
+
+CamSet = Mapping[str, Callable[[], Mapping[str, np.ndarray]]]
+
+
+def _rows_with_cams(cams: CamSet, rows: pd.DataFrame) -> pd.DataFrame:
+    missing = sorted(set(rows["id"]) - set(cams))
+    if missing:
+        raise KeyError(f"no CAMs for {len(missing)} image(s), e.g. {missing[:5]}: rerun infer_cams")
+    return rows
+
+
+def _ir_label(image_path: str, load_cam: Callable, settings: Mapping[str, Any]) -> np.ndarray:
+    return ir_label(read_rgb(image_path), load_cam(), **settings)
+
+
+def ir_label_jobs(
+    cams: CamSet, rows: pd.DataFrame, thresholds: Mapping[str, float], crf: Mapping[str, Any]
+) -> dict[str, Callable[[], np.ndarray]]:
+    """IRN's confident-region label of every image of ``rows`` (see :func:`ir_label`)."""
+    settings = {**thresholds, "crf": dict(crf)}
+    return {
+        row.id: partial(_ir_label, row.image_path, cams[row.id], settings)
+        for row in _rows_with_cams(cams, rows).itertuples(index=False)
+    }
+
+
+_MODEL_KEYS = ("backbone", "weights")
+
+
+def irnet_config(settings: Mapping[str, Any], seed: int, max_steps: int | None) -> IrnetConfig:
+    """The training config of ``pseudo_masks.irnet`` (``max_steps``: the run's step cap)."""
+    options = {k: v for k, v in settings.items() if k not in _MODEL_KEYS}
+    return IrnetConfig(
+        **{"seed": seed, **options, **({"max_steps": max_steps} if max_steps else {})}
+    )
+
+
+def fit_irnet(
+    ir_labels: Mapping[str, Callable[[], np.ndarray]],
+    rows: pd.DataFrame,
+    params: Mapping[str, Any],
+    device: torch.device,
+    progress: bool = True,
+) -> tuple[dict, pd.DataFrame]:
+    """Train IRNet on the IR labels of ``rows``: its state dict and loss history.
+
+    Seeded by ``params["seed"]``, capped by ``train.max_steps``; an epoch checkpoint in
+    ``train.checkpoint_dir`` (named by a fingerprint of config and images) is resumed from by
+    an interrupted run with the same settings and deleted once training ends.
+    """
+    settings = params["pseudo_masks"]["irnet"]
+    config = irnet_config(settings, params["seed"], params["train"].get("max_steps"))
+    rows = rows[rows["id"].isin(list(ir_labels))]
+    if rows.empty:
+        raise ValueError("no IR labels for the images to train IRNet on: run make_ir_labels")
+    dataset = IrLabelDataset(
+        [partial(read_rgb, path) for path in rows["image_path"]],
+        [ir_labels[i] for i in rows["id"]],
+        crop_size=config.crop_size, hflip=True, seed=config.seed,
+    )  # fmt: skip
+    torch.manual_seed(config.seed)
+    model = IRNet(settings["backbone"], settings.get("weights"))
+    checkpoint = _checkpoint_path(params["train"].get("checkpoint_dir"), settings, rows)
+    history = train_irnet(model, dataset, config, checkpoint, device, progress)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}, history
+
+
+def _checkpoint_path(folder: str | None, settings: Mapping[str, Any], rows: pd.DataFrame):
+    if folder is None:
+        return None
+    payload = json.dumps({"irnet": dict(settings), "images": list(rows["id"])}, default=str)
+    return Path(folder) / f"irnet-{hashlib.sha1(payload.encode()).hexdigest()[:12]}.pt"
+
+
+def trained_irnet(
+    settings: Mapping[str, Any], state: Mapping[str, torch.Tensor], device: torch.device
+) -> IRNet:
+    """IRNet of ``settings`` with the trained ``state``, in eval mode on ``device``."""
+    model = IRNet(settings["backbone"])
+    model.load_state_dict(state)
+    return model.to(device).eval()
+
+
+def _edge_map(model: nn.Module, image: np.ndarray, device: torch.device) -> np.ndarray:
+    return predict_edge(model, to_tensor(image).to(device)).cpu().numpy()
+
+
+def _pseudo_mask(
+    image_path: str,
+    load_cam: Callable,
+    mode: str,
+    settings: Mapping[str, Any],
+    model: nn.Module | None,
+    device: torch.device,
+) -> np.ndarray:
+    image = read_rgb(image_path)
+    edge = _edge_map(model, image, device) if model is not None else None
+    return pseudo_mask(image, load_cam(), mode, edge=edge, **settings)
+
+
+def pseudo_mask_jobs(
+    cams: CamSet,
+    rows: pd.DataFrame,
+    mode: str,
+    settings: Mapping[str, Any],
+    model: nn.Module | None = None,
+    device: torch.device | str = "cpu",
+) -> dict[str, Callable[[], np.ndarray]]:
+    """The pseudo mask of every image of ``rows`` (see :func:`pseudo_mask`); ``model`` is the
+    trained IRNet for the ``irn`` modes, in eval mode."""
+    if mode.startswith("irn") and model is None:
+        raise ValueError(f"refine mode {mode!r} needs a trained IRNet")
+    device = torch.device(device)
+    return {
+        row.id: partial(_pseudo_mask, row.image_path, cams[row.id], mode, settings, model, device)
+        for row in _rows_with_cams(cams, rows).itertuples(index=False)
+    }
