@@ -1,0 +1,77 @@
+"""Per-image jobs over a CAM set: lazy, named errors, IRNet config from parameters."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from semples.refine.irnet import IRNet
+from semples.refine.jobs import (
+    fit_irnet,
+    ir_label_jobs,
+    irnet_config,
+    pseudo_mask_jobs,
+    trained_irnet,
+)
+
+
+@pytest.fixture()
+def scene(tmp_path):
+    """Two 32 x 32 images with a bright square, their CAM records and index rows."""
+    rows, cams = [], {}
+    for i in range(2):
+        image = np.full((32, 32, 3), 30, np.uint8)
+        image[8:24, 8:24] = 220
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray(image).save(path)
+        cam = np.zeros((1, 32, 32), np.float32)
+        cam[0, 6:26, 6:26] = 0.9
+        record = {"keys": np.array([2]), "cam": cam, "cam_stride4": cam[:, ::4, ::4].copy()}
+        cams[f"img{i}"] = lambda record=record: record
+        rows.append({"id": f"img{i}", "image_path": str(path)})
+    return pd.DataFrame(rows), cams
+
+
+def test_jobs_are_lazy_and_label_the_square(scene):
+    rows, cams = scene
+    labels = ir_label_jobs(cams, rows, {"fg_threshold": 0.3, "bg_threshold": 0.05}, {})
+    masks = pseudo_mask_jobs(cams, rows, "crf", {"cam_threshold": 0.3})
+    assert set(labels) == set(masks) == {"img0", "img1"}
+    label, mask = labels["img0"](), masks["img1"]()
+    assert label[16, 16] == 2 and label[1, 1] == 0
+    assert mask[16, 16] == 2 and mask[1, 1] == 0 and mask.dtype == np.uint8
+
+
+def test_missing_cams_and_missing_irnet_are_named(scene):
+    rows, cams = scene
+    with pytest.raises(KeyError, match=r"no CAMs for 1 image\(s\), e.g. \['img1'\]"):
+        pseudo_mask_jobs({"img0": cams["img0"]}, rows, "none", {"cam_threshold": 0.3})
+    with pytest.raises(ValueError, match="'irn' needs a trained IRNet"):
+        pseudo_mask_jobs(cams, rows, "irn", {"cam_threshold": 0.3})
+
+
+def test_irnet_config_takes_the_run_seed_and_step_cap():
+    settings = {"backbone": "small", "weights": None, "epochs": 2, "batch_size": 4}
+    config = irnet_config(settings, seed=3, max_steps=5)
+    assert (config.seed, config.max_steps, config.epochs, config.batch_size) == (3, 5, 2, 4)
+    assert irnet_config(settings, seed=0, max_steps=None).max_steps is None
+
+
+def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path):
+    rows, cams = scene
+    labels = ir_label_jobs(cams, rows, {"fg_threshold": 0.3, "bg_threshold": 0.05}, {})
+    params = {
+        "seed": 0,
+        "train": {"max_steps": 2, "checkpoint_dir": str(tmp_path / "resume")},
+        "pseudo_masks": {"irnet": {"backbone": "small", "batch_size": 2, "crop_size": None}},
+    }
+    state, history = fit_irnet(labels, rows, params, torch.device("cpu"), progress=False)
+    assert len(history) == 2 and np.isfinite(history["total"]).all()
+    assert not any((tmp_path / "resume").glob("*.pt"))  # the epoch checkpoint is removed
+    model = trained_irnet(params["pseudo_masks"]["irnet"], state, torch.device("cpu"))
+    assert isinstance(model, IRNet) and not model.training
+    masks = pseudo_mask_jobs(cams, rows, "irn", {"cam_threshold": 0.3}, model)
+    assert masks["img0"]().shape == (32, 32)
+    with pytest.raises(ValueError, match="no IR labels for the images"):
+        fit_irnet({}, rows, params, torch.device("cpu"), progress=False)
