@@ -127,6 +127,8 @@ def test_reporting_compares_the_cam_runs(project):
     cam_rows = table[table["report"] == "cam_metrics"]
     assert cam_rows["params.seed"].tolist() == [0, 1]
     assert cam_rows["metric"].tolist() == ["miou", "miou"]
+    pseudo_rows = table[table["report"] == "pseudo_mask_metrics"]
+    assert pseudo_rows["params.seed"].tolist() == [0, 1]
 
 
 def test_voc_layout_with_clip_weights_file(project, tmp_path):
