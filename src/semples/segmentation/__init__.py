@@ -1,0 +1,1 @@
+"""DeepLabV2 inside MMSegmentation: the last stage of the WSSS pipeline."""
