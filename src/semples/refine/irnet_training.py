@@ -26,6 +26,7 @@ from semples.checkpoints import save_atomic
 from semples.data.classes import IGNORE_INDEX
 from semples.data.images import to_tensor
 from semples.refine.irnet import IRNet, irnet_loss
+from semples.training.config import check_budget
 from semples.training.loop import epoch_order
 
 logger = logging.getLogger(__name__)
@@ -120,20 +121,12 @@ class IrnetConfig:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        check_budget(self)
         if self.crop_size is not None and (self.crop_size < STRIDE or self.crop_size % STRIDE):
             raise ValueError(f"crop_size must be None or a positive multiple of 4, "
                              f"got {self.crop_size}")  # fmt: skip
         if self.radius < 2:
             raise ValueError(f"radius must be >= 2, got {self.radius}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
 
 
 def poly_lr(base_lr: float, step: int, total_steps: int) -> float:

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from semples.data.images import LabelledImages
+from semples.training.config import check_budget
 from semples.training.loop import cosine_lr, epoch_order
 
 
@@ -36,15 +37,7 @@ class CamClassifierConfig:
     max_steps: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"max_steps must be None or >= 1, got {self.max_steps}")
+        check_budget(self)
 
 
 def classification_logits(class_maps: Tensor) -> Tensor:

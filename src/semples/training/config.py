@@ -9,6 +9,21 @@ from typing import Any
 
 STAGES = (1, 2, 3)
 
+
+def check_budget(config: Any) -> None:
+    """The checks every training config shares: ``epochs``, ``batch_size`` >= 1, ``lr`` > 0,
+    ``weight_decay`` >= 0, ``max_steps`` None or >= 1; the error names the field and value."""
+    for name in ("epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    if not config.lr > 0:
+        raise ValueError(f"lr must be > 0, got {config.lr}")
+    if config.weight_decay < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {config.weight_decay}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise ValueError(f"max_steps must be None or >= 1, got {config.max_steps}")
+
+
 # Table 5 of the paper, row by row: which stages run and which terms they use.
 LOSS_ABLATIONS = {
     "match_only": {"learn_prompts": False, "refine": False},
