@@ -112,14 +112,19 @@ def infer_cams(
     return cams.cam_jobs(generator, rows, params["cams"]["scales"], params["cams"]["flip"], device)
 
 
+def _evaluated(image_index: pd.DataFrame, split: str, saved, num_classes: int):
+    """The rows of ``split`` that ``saved`` holds, and their ground-truth loaders."""
+    rows = cams.labelled_rows(image_index, [split])
+    rows = rows[rows["id"].isin(list(saved))]
+    return rows, cams.gt_mask_loaders(rows, num_classes)
+
+
 def evaluate_cams(
     cam_set, image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
 ) -> tuple[dict[str, Any], Figure]:
     names = classes["class_names"]
     split = params["evaluation"]["split"]
-    rows = cams.labelled_rows(image_index, [split])
-    rows = rows[rows["id"].isin(list(cam_set))]
-    gt = cams.gt_mask_loaders(rows, len(names))
+    rows, gt = _evaluated(image_index, split, cam_set, len(names))
     report = cams.evaluate_cams(
         {i: cam_set[i] for i in rows["id"]}, gt, names, params["evaluation"]["thresholds"]
     )
@@ -176,9 +181,7 @@ def evaluate_pseudo_masks(
     settings = params["pseudo_masks"]
     names = ["background", *classes["class_names"]]
     split = params["evaluation"]["split"]
-    rows = cams.labelled_rows(image_index, [split])
-    rows = rows[rows["id"].isin(list(mask_set))]
-    gt = cams.gt_mask_loaders(rows, len(classes["class_names"]))
+    rows, gt = _evaluated(image_index, split, mask_set, len(classes["class_names"]))
     report = evaluate_label_maps({i: mask_set[i] for i in rows["id"]}, gt, names)
     thresholded = jobs.pseudo_mask_jobs(
         cam_set, rows, "none", {"cam_threshold": settings["cam_threshold"]}
