@@ -188,3 +188,26 @@ def make_toy_index(root: Path, num_train: int = 8, num_val: int = 4, image_size:
                                        image_size, image_size, scene.labels))  # fmt: skip
     frame: pd.DataFrame = records_to_frame(records, TOY_CLASSES)
     return frame
+
+
+# --- (image, label map) pairs for the segmentation tests: a coloured square of one class ------
+PAIR_CLASSES = ["background", "red", "blue"]
+PAIR_COLOURS = {1: (200, 30, 30), 2: (30, 30, 200)}
+
+
+def make_pairs(folder: Path, count: int = 6, size: int = 32) -> list[tuple[str, str]]:
+    """``count`` images (alternately red and blue squares on grey) and their label maps."""
+    rng = np.random.default_rng(0)
+    pairs = []
+    for index in range(count):
+        label = 1 + index % 2
+        image = np.full((size, size, 3), 120, np.uint8)
+        mask = np.zeros((size, size), np.uint8)
+        top, left = rng.integers(0, size // 2, size=2)
+        image[top : top + size // 2, left : left + size // 2] = PAIR_COLOURS[label]
+        mask[top : top + size // 2, left : left + size // 2] = label
+        image_path, mask_path = folder / f"img{index}.png", folder / f"img{index}_mask.png"
+        Image.fromarray(image).save(image_path)
+        Image.fromarray(mask, mode="L").save(mask_path)
+        pairs.append((str(image_path), str(mask_path)))
+    return pairs

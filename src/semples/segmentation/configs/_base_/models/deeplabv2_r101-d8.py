@@ -1,7 +1,8 @@
 # DeepLabV2: dilated ResNet-101 (output stride 8) + four dilated 3x3 branches summed to the logits.
-# Frozen batch norm, as deeplab-pytorch trains it. `pretrained`: set by the pipeline from a local
-# ImageNet or COCO-pretrained checkpoint; None = random init (the toy world).
-custom_imports = dict(imports=["semples.segmentation.deeplabv2_head"], allow_failed_imports=False)
+# Frozen batch norm, as deeplab-pytorch trains it. Weights: set by the pipeline from a local
+# ImageNet or COCO-pretrained checkpoint (the backbone's init_cfg); none = random init (toy).
+# custom_imports registers the head, dataset, transform, loss and hook of semples.segmentation.
+custom_imports = dict(imports=["semples.segmentation"], allow_failed_imports=False)
 norm_cfg = dict(type="BN", requires_grad=False)
 data_preprocessor = dict(
     type="SegDataPreProcessor",
