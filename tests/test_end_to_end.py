@@ -117,7 +117,7 @@ def test_kedro_viz_builds_offline_with_mask_previews(project, two_ingestion_runs
     names = {n["name"] for n in graph["nodes"]}
     assert {"generate_dataset_files", "build_image_index", "compare_runs"} <= names
     assert graph["layers"] == [
-        "raw", "intermediate", "models", "model_output", "refinement", "reporting"
+        "raw", "intermediate", "models", "model_output", "refinement", "segmentation", "reporting"
     ]  # fmt: skip
     details = [json.loads(p.read_text()) for p in (project / "build/api/nodes").iterdir()]
     previews = {Path(d["filepath"]).name: d for d in details if d.get("preview_type")}

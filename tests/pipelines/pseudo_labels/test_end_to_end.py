@@ -131,7 +131,7 @@ def test_reporting_compares_the_cam_runs(project):
     assert pseudo_rows["params.seed"].tolist() == [0, 1]
 
 
-def test_voc_layout_with_clip_weights_file(project, tmp_path):
+def test_voc_layout_from_a_clip_weights_file_to_deeplab(project, tmp_path):
     root = make_voc(tmp_path / "VOC2012")
     weights = tmp_path / "vit-b-32.pt"
     torch.manual_seed(0)
@@ -161,3 +161,17 @@ def test_voc_layout_with_clip_weights_file(project, tmp_path):
     pseudo = latest_json(project, "data/08_reporting/pseudo_mask_metrics.json")
     assert pseudo["refine"] == "irn" and pseudo["num_images"] == 2
     assert pseudo["params"]["pseudo_masks"]["irnet"]["backbone"] == "resnet50"
+
+    # ... and DeepLabV2-ResNet-101 (the VOC recipe) on those pseudo masks, capped.
+    capped = ",".join([
+        f"voc_root={root}", "segmentation.max_images=2", "segmentation.train.max_iters=2",
+        "segmentation.train.crop_size=32", "segmentation.train.batch_size=2",
+        "segmentation.train.num_workers=0", "segmentation.test.scales=[1.0]",
+        "segmentation.test.flip=false",
+    ])  # fmt: skip
+    run_kedro(project, "run", "--env=voc", "--pipeline=segmentation", f"--params={capped}")
+    report = latest_json(project, "data/08_reporting/segmentation_metrics.json")
+    assert report["split"] == "val" and report["num_images"] == 2 and report["iterations"] == 2
+    assert len(report["per_class_iou"]) == 21 and report["pseudo_mask_miou"] is None  # train_aug
+    assert report["params"]["config"] == "deeplabv2_r101-d8_1xb10-20k_voc-321x321"
+    assert report["test"]["crf"]["bilateral_sxy"] == 67

@@ -1,0 +1,80 @@
+"""segmentation nodes: thin adapters over semples.segmentation."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from semples.cams import gt_mask_loaders
+from semples.segmentation import jobs
+from semples.segmentation.evaluation import iou_metric_report
+from semples.segmentation.predict import build_segmentor, prediction_jobs
+from semples.training.stages import resolve_device
+
+logger = logging.getLogger(__name__)
+
+
+def _class_names(classes: dict) -> list[str]:
+    return ["background", *classes["class_names"]]
+
+
+def _val_rows(image_index: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    return jobs.split_rows(image_index, [params["val_split"]], params["max_images"])
+
+
+def train_deeplab(
+    pseudo_masks, image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
+) -> tuple[dict, pd.DataFrame]:
+    train_rows = jobs.split_rows(image_index, params["train_splits"], params["max_images"])
+    train_pairs = jobs.training_pairs(pseudo_masks, train_rows)
+    val_pairs = jobs.validation_pairs(_val_rows(image_index, params))
+    cfg, processes = jobs.run_config(params, _class_names(classes), train_pairs, val_pairs)
+    logger.info("DeepLabV2 (%s) on %d images of pseudo masks %s, validated on %d; work dir %s",
+                params["config"], len(train_pairs), jobs.mask_set_version(pseudo_masks),
+                len(val_pairs), cfg.work_dir)  # fmt: skip
+    model, history = jobs.fit_deeplab(cfg, processes)
+    model["pseudo_masks_version"] = jobs.mask_set_version(pseudo_masks)
+    return model, history
+
+
+def predict_segmentation(deeplab: dict, image_index: pd.DataFrame, params: dict[str, Any]) -> dict:
+    test = params["test"]
+    model = build_segmentor(deeplab["model_config"], deeplab["state_dict"],
+                            resolve_device(params["device"]))  # fmt: skip
+    rows = _val_rows(image_index, params)
+    return prediction_jobs(model, rows, test["scales"], test["flip"], test["crf"])
+
+
+def evaluate_segmentation(
+    predictions,
+    pseudo_masks,
+    deeplab: dict,
+    history: pd.DataFrame,
+    image_index: pd.DataFrame,
+    classes: dict,
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    names = _class_names(classes)
+    rows = _val_rows(image_index, params)
+    rows = rows[rows["mask_path"].notna()]
+    gt = gt_mask_loaders(rows, len(classes["class_names"]))
+    report = iou_metric_report(predictions, gt, names)
+    validated = history["val_miou"].dropna() if "val_miou" in history else pd.Series()
+    covered = [i for i in gt if i in pseudo_masks]
+    pseudo = iou_metric_report(pseudo_masks, {i: gt[i] for i in covered}, names) if covered else {}
+    report.update(
+        split=params["val_split"],
+        test=dict(params["test"]),
+        single_scale_miou=float(validated.iloc[-1]) if len(validated) else None,
+        pseudo_mask_miou=pseudo.get("miou"),
+        pseudo_mask_images=len(covered),
+        pseudo_masks_version=deeplab["pseudo_masks_version"],
+        iterations=deeplab["iterations"],
+        params={key: params[key] for key in ("config", "seed", "train", "max_images")},
+    )
+    logger.info("DeepLabV2 mIoU on %s: %.4f (single scale %s); its pseudo masks on the same "
+                "images: %s", report["split"], report["miou"], report["single_scale_miou"],
+                report["pseudo_mask_miou"])  # fmt: skip
+    return report

@@ -1,0 +1,39 @@
+"""segmentation (after pseudo_labels): DeepLabV2 trained on a version of the pseudo masks ->
+predictions on the validation split -> report."""
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from semples.pipelines.segmentation import nodes
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return pipeline(
+        [
+            node(
+                nodes.train_deeplab,
+                inputs=["pseudo_masks", "image_index", "dataset_classes", "params:segmentation"],
+                outputs=["deeplab_weights", "deeplab_loss_history"],
+                name="train_deeplab",
+            ),
+            node(
+                nodes.predict_segmentation,
+                inputs=["deeplab_weights", "image_index", "params:segmentation"],
+                outputs="seg_predictions",
+                name="predict_segmentation",
+            ),
+            node(
+                nodes.evaluate_segmentation,
+                inputs=[
+                    "seg_predictions",
+                    "pseudo_masks",
+                    "deeplab_weights",
+                    "deeplab_loss_history",
+                    "image_index",
+                    "dataset_classes",
+                    "params:segmentation",
+                ],
+                outputs="segmentation_metrics",
+                name="evaluate_segmentation",
+            ),
+        ]
+    )
