@@ -94,7 +94,7 @@ def test_overrides_reach_every_place_they_live(tmp_path):
 
 
 def test_without_validation_pairs_there_is_no_val_loop():
-    cfg = _config()
+    cfg = _config(settings=TrainSettings(num_workers=0))
     assert cfg.val_dataloader is None and cfg.val_cfg is None and cfg.val_evaluator is None
 
 
@@ -125,3 +125,28 @@ def test_the_fingerprint_follows_the_run_and_not_the_work_dir():
     assert fingerprint(first) != fingerprint(_config(seed=1))
     other_masks = training_config(VOC, classes=CLASSES, train_pairs=[("a.jpg", "b.png")])
     assert fingerprint(first) != fingerprint(other_masks)
+
+
+def test_the_backbone_starts_from_a_torchvision_state_dict_file(tmp_path):
+    """torchvision's ResNet keys are MMSegmentation's (its fc is ignored); depth 18 keeps the
+    file small, the loading is the same as for ResNet-101."""
+    import torchvision
+
+    init_default_scope("mmseg")
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18().state_dict()
+    torch.save(reference, tmp_path / "resnet18.pth")
+    shallow = {"model": {"backbone": {"depth": 18}, "decode_head": {"in_channels": 512}}}
+    cfg = _config(backbone_weights=str(tmp_path / "resnet18.pth"), cfg_options=shallow)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    for key in ("conv1.weight", "layer4.1.conv2.weight", "layer3.0.downsample.1.running_var"):
+        torch.testing.assert_close(model.backbone.state_dict()[key], reference[key])
+
+
+def test_amp_wraps_the_optimiser_on_cuda_only(monkeypatch):
+    assert _config().optim_wrapper.type == "OptimWrapper"  # this CPU machine
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    amp = _config().optim_wrapper
+    assert amp.type == "AmpOptimWrapper" and amp.loss_scale == "dynamic"
+    assert _config(settings=TrainSettings(amp=False)).optim_wrapper.type == "OptimWrapper"

@@ -87,3 +87,12 @@ def test_two_processes_under_torchrun_train_with_ddp_on_the_cpu(tiny_pairs, tmp_
     state, iterations = model_state(checkpoint_path)
     assert iterations == 2 and (tmp_path / "ddp/config.py").is_file()
     assert not any(name.startswith("module.") for name in state)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_two_iterations_with_amp_on_cuda(tiny_pairs, tmp_path):
+    cfg = _config(tiny_pairs, tmp_path)
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper"
+    state, iterations = model_state(train(cfg))
+    assert iterations == 2 and all(torch.isfinite(t).all() for t in state.values())
