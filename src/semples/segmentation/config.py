@@ -111,7 +111,7 @@ def _apply(cfg: Config, settings: TrainSettings) -> None:
     if settings.loss is not None:
         cfg.model.decode_head.loss_decode = dict(LOSSES[settings.loss])
     if settings.num_workers is not None:
-        for loader in (cfg.train_dataloader, cfg.val_dataloader):
+        for loader in filter(None, (cfg.train_dataloader, cfg.val_dataloader)):
             loader.num_workers = settings.num_workers
             loader.persistent_workers = settings.num_workers > 0
     if settings.val_interval is not None:
