@@ -15,6 +15,8 @@ from semples.training.stages import resolve_device
 
 logger = logging.getLogger(__name__)
 
+REPORTED_PARAMS = ("config", "seed", "train_splits", "max_images", "backbone_weights", "train")
+
 
 def _class_names(classes: dict) -> list[str]:
     return ["background", *classes["class_names"]]
@@ -61,7 +63,7 @@ def evaluate_segmentation(
     rows = rows[rows["mask_path"].notna()]
     gt = gt_mask_loaders(rows, len(classes["class_names"]))
     report = iou_metric_report(predictions, gt, names)
-    validated = history["val_miou"].dropna() if "val_miou" in history else pd.Series()
+    validated = history["val_miou"].dropna() if "val_miou" in history else pd.Series(dtype=float)
     covered = [i for i in gt if i in pseudo_masks]
     pseudo = iou_metric_report(pseudo_masks, {i: gt[i] for i in covered}, names) if covered else {}
     report.update(
@@ -72,7 +74,7 @@ def evaluate_segmentation(
         pseudo_mask_images=len(covered),
         pseudo_masks_version=deeplab["pseudo_masks_version"],
         iterations=deeplab["iterations"],
-        params={key: params[key] for key in ("config", "seed", "train", "max_images")},
+        params={key: params[key] for key in REPORTED_PARAMS},
     )
     logger.info("DeepLabV2 mIoU on %s: %.4f (single scale %s); its pseudo masks on the same "
                 "images: %s", report["split"], report["miou"], report["single_scale_miou"],
