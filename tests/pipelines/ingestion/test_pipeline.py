@@ -31,7 +31,7 @@ def run(tmp_path, pipeline, params=PARAMS) -> DataCatalog:
                 for name in ("generated_images", "generated_masks")
             },
         },
-        keep=["image_index", "caption_index", "ingestion_report"],
+        keep=["image_index", "caption_index", "ingestion_report@json"],
     )
     SequentialRunner().run(pipeline, catalog)
     return catalog
@@ -54,7 +54,7 @@ def test_toy_ingestion_builds_index_captions_and_report(tmp_path):
 
     captions = catalog.load("caption_index")
     assert len(captions) == 4 and captions["caption"].str.startswith("a photo of ").all()
-    report = catalog.load("ingestion_report")
+    report = catalog.load("ingestion_report@json")
     assert report["num_images"] == 9 and report["num_skipped"] == 0
     assert sum(report["class_frequency"].values()) == sum(map(sum, index["labels"]))
 
@@ -69,10 +69,10 @@ def test_sliced_from_the_index_reports_without_regenerating(tmp_path):
             "skipped_items": MemoryDataset(pd.DataFrame(columns=["id", "split", "path", "reason"])),
             "params:ingestion": MemoryDataset(PARAMS),
         },
-        keep=["ingestion_report"],
+        keep=["ingestion_report@json"],
     )
     SequentialRunner().run(create_pipeline().from_nodes("report_ingestion"), sliced)
-    assert sliced.load("ingestion_report")["num_images"] == 4
+    assert sliced.load("ingestion_report@json")["num_images"] == 4
 
 
 def test_unknown_dataset_name_is_named_in_the_error(tmp_path):

@@ -30,8 +30,8 @@ def cam_report(miou: float, lam: float) -> dict:
 
 
 def test_compares_runs_of_every_report_that_exists():
-    histories = {f"{name}_history": MemoryDataset({}) for name in REPORTS}
-    histories["cam_metrics_history"] = MemoryDataset(
+    histories = {f"{name}@history": MemoryDataset({}) for name in REPORTS}
+    histories["cam_metrics@history"] = MemoryDataset(
         {"2026-01-01T00.00.00.000Z": cam_report(0.40, 0.05),
          "2026-01-02T00.00.00.000Z": cam_report(0.46, 2.0)}
     )  # fmt: skip

@@ -77,6 +77,16 @@ def test_the_model_loads_weights_only_and_the_scratch_work_dir_is_gone(project):
     assert history["val_miou"].iloc[-1] >= 0
 
 
+def test_the_default_pipeline_compares_runs_after_writing_its_reports(project):
+    """Reports are written as <report>@json and read as <report>@history: one dataset to
+    Kedro, so the comparison of the first (whole-chain) run already holds its own reports."""
+    first = versions(project, "data/08_reporting/run_comparison.csv")[0]
+    table = pd.read_csv(saved(project, "data/08_reporting/run_comparison.csv", first))
+    assert sorted(table["report"]) == [
+        "cam_metrics", "ingestion_report", "pseudo_mask_metrics", "segmentation_metrics",
+    ]  # fmt: skip
+
+
 def test_reporting_compares_the_segmentation_runs(project):
     run_kedro(project, "run", "--env=test", "--pipeline=reporting")
     table = pd.read_csv(_latest(project, "data/08_reporting/run_comparison.csv"))

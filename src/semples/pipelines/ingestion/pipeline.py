@@ -28,7 +28,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.report_ingestion,
                 inputs=["image_index", "dataset_classes", "skipped_items", "params:ingestion"],
-                outputs="ingestion_report",
+                outputs="ingestion_report@json",
                 name="report_ingestion",
             ),
         ]

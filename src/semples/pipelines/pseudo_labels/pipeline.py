@@ -61,7 +61,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.evaluate_cams,
                 inputs=["cams", "image_index", "dataset_classes", "params:pseudo_labels"],
-                outputs=["cam_metrics", "cam_overlays_plot"],
+                outputs=["cam_metrics@json", "cam_overlays_plot"],
                 name="evaluate_cams",
             ),
             node(
@@ -91,7 +91,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "dataset_classes",
                     "params:pseudo_labels",
                 ],
-                outputs="pseudo_mask_metrics",
+                outputs="pseudo_mask_metrics@json",
                 name="evaluate_pseudo_masks",
             ),
         ]

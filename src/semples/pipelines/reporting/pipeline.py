@@ -5,12 +5,13 @@ from kedro.pipeline import Pipeline, node, pipeline
 from semples.pipelines.reporting import nodes
 
 # Reports written by the other pipelines, each a versioned JSON in data/08_reporting/. Their
-# histories come from the catalog pattern "{report}_history"; one not written yet is empty.
+# histories come from the catalog pattern "{report}@history" (the same dataset as the
+# "<report>@json" a pipeline writes, transcoded); one not written yet is empty.
 REPORTS = ("ingestion_report", "cam_metrics", "pseudo_mask_metrics", "segmentation_metrics")
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    histories = {report: f"{report}_history" for report in REPORTS}
+    histories = {report: f"{report}@history" for report in REPORTS}
     return pipeline(
         [
             node(

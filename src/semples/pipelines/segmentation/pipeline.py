@@ -32,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "dataset_classes",
                     "params:segmentation",
                 ],
-                outputs="segmentation_metrics",
+                outputs="segmentation_metrics@json",
                 name="evaluate_segmentation",
             ),
         ]
