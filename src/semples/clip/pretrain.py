@@ -22,6 +22,7 @@ from open_clip.transformer import text_global_pool
 from tqdm.auto import tqdm
 
 from semples.clip.model import preprocess_images
+from semples.training.step import optimizer_step
 
 ImageSource = Callable[[], np.ndarray] | np.ndarray
 
@@ -223,13 +224,9 @@ def _train_step(
 ) -> float:
     """One InfoNCE step; the logit scale is clamped at 100 afterwards, as open_clip does."""
     loss = clip_loss(model, images, tokens)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"CLIP pretraining loss became {loss.item()} at step {step}; lower the lr"
-        )
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    optimizer_step(optimizer, loss, lambda: (
+        f"CLIP pretraining loss became {loss.item()} at step {step}; lower the lr"
+    ))  # fmt: skip
     with torch.no_grad():
         model.logit_scale.clamp_(0.0, _MAX_LOGIT_SCALE)
     return loss.item()

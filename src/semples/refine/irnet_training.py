@@ -28,6 +28,7 @@ from semples.data.images import to_tensor
 from semples.refine.irnet import IRNet, irnet_loss
 from semples.training.config import check_budget
 from semples.training.loop import epoch_order
+from semples.training.step import optimizer_step
 
 logger = logging.getLogger(__name__)
 
@@ -193,14 +194,10 @@ def train_irnet(
                     edge_logits, displacement_field, labels.to(device), config.radius
                 )
                 values = dict(zip(_TERMS, torch.stack([losses[t] for t in _TERMS]).tolist()))
-                if not math.isfinite(values["total"]):
-                    terms = ", ".join(f"{name}={value:.4g}" for name, value in values.items())
-                    raise FloatingPointError(
-                        f"IRNet loss became non-finite at step {step + 1} ({terms}); lower lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                losses["total"].backward()
-                optimizer.step()
+                optimizer_step(optimizer, losses["total"], lambda values=values, step=step: (
+                    f"IRNet loss became non-finite at step {step + 1} "
+                    f"({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); lower lr"
+                ))  # fmt: skip
                 step += 1
                 history.append({"epoch": epoch, "step": step, "lr": lr, **values})
                 bar.update()

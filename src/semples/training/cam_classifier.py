@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from semples.data.images import LabelledImages
 from semples.training.config import check_budget
 from semples.training.loop import cosine_lr, epoch_order
+from semples.training.step import optimizer_step
 
 
 @dataclass(frozen=True)
@@ -78,13 +79,9 @@ def train_cam_classifier(
                     group["lr"] = lr
                 logits = classification_logits(generator(images.to(device)))
                 loss = F.binary_cross_entropy_with_logits(logits, labels.to(device).float())
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"CAM classifier loss became {loss.item()} at step {step + 1}; lower lr"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                optimizer_step(optimizer, loss, lambda loss=loss, step=step: (
+                    f"CAM classifier loss became {loss.item()} at step {step + 1}; lower lr"
+                ))  # fmt: skip
                 step += 1
                 history.append({"epoch": epoch, "step": step, "lr": lr, "bce": loss.item()})
                 bar.update()

@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -40,6 +41,7 @@ from semples.losses import area_loss, match_loss, prompt_loss, refine_loss
 from semples.models import masks_for_pairs
 from semples.training import distributed
 from semples.training.config import StageConfig
+from semples.training.step import optimizer_step
 
 logger = logging.getLogger(__name__)
 
@@ -213,10 +215,8 @@ def train_stage(
                 config, models, images.to(device, non_blocking=True),
                 labels.to(device, non_blocking=True), generator, prompts,
             )  # fmt: skip
-            _check_finite(losses, config.stage, step)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
+            failure = partial(_non_finite, losses, config.stage, step)
+            optimizer_step(optimizer, losses["total"], failure)
             step += 1
             row = _reduced({name: value.detach() for name, value in losses.items()}, world)
             history.append({"stage": config.stage, "epoch": epoch, "step": step, "lr": lr, **row})
@@ -230,10 +230,9 @@ def train_stage(
     return pd.DataFrame(history)
 
 
-def _check_finite(losses: dict[str, Tensor], stage: int, step: int) -> None:
-    if not torch.isfinite(losses["total"]):
-        values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-        raise FloatingPointError(f"stage {stage}: non-finite loss at step {step + 1} ({values})")
+def _non_finite(losses: dict[str, Tensor], stage: int, step: int) -> str:
+    values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+    return f"stage {stage}: non-finite loss at step {step + 1} ({values})"
 
 
 def _reduced(losses: dict[str, Tensor], world: int) -> dict[str, float]:
