@@ -99,7 +99,7 @@ def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
     return result
 
 
-def _json_float(value: float) -> float | None:
+def json_float(value: float) -> float | None:
     """JSON has no NaN: an undefined score is written as null."""
     return None if np.isnan(value) else float(value)
 
@@ -124,18 +124,18 @@ class SegmentationScores:
             raise ValueError(f"{len(class_names)} class names for {len(self.iou)} classes")
 
         def per_class(values: np.ndarray) -> dict[str, float | None]:
-            return {name: _json_float(v) for name, v in zip(class_names, values, strict=True)}
+            return {name: json_float(v) for name, v in zip(class_names, values, strict=True)}
 
         return {
-            "miou": _json_float(self.miou),
+            "miou": json_float(self.miou),
             "per_class_iou": per_class(self.iou),
             "per_class_precision": per_class(self.precision),
             "per_class_recall": per_class(self.recall),
-            "pixel_accuracy": _json_float(self.pixel_accuracy),
+            "pixel_accuracy": json_float(self.pixel_accuracy),
         }
 
 
-def _nanmean(values: np.ndarray) -> float:
+def nanmean(values: np.ndarray) -> float:
     """Mean of the defined values; NaN (without numpy's empty-slice warning) when there are none."""
     defined = values[~np.isnan(values)]
     return float(defined.mean()) if defined.size else float("nan")
@@ -159,7 +159,7 @@ def iou_from_confusion(cm: np.ndarray) -> SegmentationScores:
         array.setflags(write=False)
     return SegmentationScores(
         **arrays,
-        miou=_nanmean(iou),
+        miou=nanmean(iou),
         pixel_accuracy=float(_ratio(true_positive.sum(), gt_area.sum())),
     )
 

@@ -12,11 +12,9 @@ import numpy as np
 import torch
 from mmseg.evaluation import IoUMetric
 
+from semples.metrics import json_float, nanmean
+
 LabelLoaders = Mapping[str, Callable[[], np.ndarray]]
-
-
-def _json_float(value: float) -> float | None:
-    return None if np.isnan(value) else float(value)
 
 
 def iou_metric_report(
@@ -48,8 +46,8 @@ def iou_metric_report(
     scores = IoUMetric.total_area_to_metrics(*areas, ["mIoU"])
     iou = np.asarray(scores["IoU"], dtype=np.float64)
     return {
-        "miou": _json_float(np.nanmean(iou)) if not np.isnan(iou).all() else None,
-        "per_class_iou": {name: _json_float(v) for name, v in zip(class_names, iou)},
-        "pixel_accuracy": _json_float(float(scores["aAcc"])),
+        "miou": json_float(nanmean(iou)),
+        "per_class_iou": {name: json_float(v) for name, v in zip(class_names, iou, strict=True)},
+        "pixel_accuracy": json_float(float(scores["aAcc"])),
         "num_images": len(ground_truth),
     }
