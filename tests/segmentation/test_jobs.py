@@ -54,10 +54,10 @@ def test_unknown_train_keys_are_named():
 
 
 def test_the_batch_is_the_total_over_processes():
-    assert jobs.per_process_batch(TrainSettings(), 2, recipe_batch=10) == 5
-    assert jobs.per_process_batch(TrainSettings(batch_size=12), 3, recipe_batch=10) == 4
+    assert jobs.per_process_batch(10, 2) == 5
+    assert jobs.per_process_batch(12, 3) == 4
     with pytest.raises(ValueError, match="batch size 10 does not divide over 4 processes"):
-        jobs.per_process_batch(TrainSettings(), 4, recipe_batch=10)
+        jobs.per_process_batch(10, 4)
 
 
 def test_run_config_puts_the_work_dir_under_a_fingerprint(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,11 +74,6 @@ class TrainSettings:
             )
         if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"segmentation.train.num_workers must be >= 0, got {self.num_workers}")
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> TrainSettings:
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in params.items() if key in known})
 
 
 def _set_crop_size(cfg: Config, size: int) -> None:

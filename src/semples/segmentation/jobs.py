@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +58,18 @@ def validation_pairs(rows: pd.DataFrame) -> list[tuple[str, str]]:
 def check_run_params(train: Mapping[str, Any]) -> TrainSettings:
     """The recipe overrides of ``segmentation.train``; an unknown key is an error (a typo would
     otherwise silently keep the recipe's value)."""
-    settings = TrainSettings.from_params(train)
-    known = set(TrainSettings.__dataclass_fields__) | RUN_KEYS
-    unknown = sorted(set(train) - known)
+    overrides = {key: value for key, value in train.items() if key not in RUN_KEYS}
+    known = {f.name for f in fields(TrainSettings)}
+    unknown = sorted(set(overrides) - known)
     if unknown:
-        raise ValueError(f"unknown segmentation.train key(s) {unknown}; known: {sorted(known)}")
-    return settings
+        raise ValueError(
+            f"unknown segmentation.train key(s) {unknown}; known: {sorted(known | RUN_KEYS)}"
+        )
+    return TrainSettings(**overrides)
 
 
-def per_process_batch(settings: TrainSettings, processes: int, recipe_batch: int) -> int:
-    """The recipe's batch is the total over all processes, as in the paper's single GPU."""
-    total = settings.batch_size or recipe_batch
+def per_process_batch(total: int, processes: int) -> int:
+    """The configured batch is the total over all processes, as in the paper's single GPU."""
     if total % processes:
         raise ValueError(f"batch size {total} does not divide over {processes} processes")
     return total // processes
@@ -85,9 +87,7 @@ def run_config(
         settings=settings, seed=int(params["seed"]), backbone_weights=params["backbone_weights"],
         backbone_prefix=params.get("backbone_prefix"), cfg_options=train.get("cfg_options"),
     )  # fmt: skip
-    cfg.train_dataloader.batch_size = per_process_batch(
-        settings, processes, cfg.train_dataloader.batch_size
-    )
+    cfg.train_dataloader.batch_size = per_process_batch(cfg.train_dataloader.batch_size, processes)
     cfg.work_dir = str(Path(train["work_dir"]) / f"deeplab-{fingerprint(cfg)}")
     return cfg, processes
 

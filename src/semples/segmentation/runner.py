@@ -27,12 +27,10 @@ from semples.segmentation.checkpoints import load_checkpoint
 CONFIG_FILE = "config.py"
 
 
-def run(cfg: Config) -> Runner:
+def run(cfg: Config) -> None:
     """Build the Runner from ``cfg`` and train, resuming from the work dir's latest checkpoint."""
     cfg.resume = True
-    runner = Runner.from_cfg(cfg)
-    runner.train()
-    return runner
+    Runner.from_cfg(cfg).train()
 
 
 def _launched(cfg: Config, processes: int) -> None:

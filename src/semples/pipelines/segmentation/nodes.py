@@ -33,11 +33,12 @@ def train_deeplab(
     train_pairs = jobs.training_pairs(pseudo_masks, train_rows)
     val_pairs = jobs.validation_pairs(_val_rows(image_index, params))
     cfg, processes = jobs.run_config(params, _class_names(classes), train_pairs, val_pairs)
+    version = jobs.mask_set_version(pseudo_masks)
     logger.info("DeepLabV2 (%s) on %d images of pseudo masks %s, validated on %d; work dir %s",
-                params["config"], len(train_pairs), jobs.mask_set_version(pseudo_masks),
-                len(val_pairs), cfg.work_dir)  # fmt: skip
+                params["config"], len(train_pairs), version, len(val_pairs),
+                cfg.work_dir)  # fmt: skip
     model, history = jobs.fit_deeplab(cfg, processes)
-    model["pseudo_masks_version"] = jobs.mask_set_version(pseudo_masks)
+    model["pseudo_masks_version"] = version
     return model, history
 
 
