@@ -1,10 +1,14 @@
-"""Writing torch checkpoints so that a crash never leaves a half-written file."""
+"""Writing torch checkpoints so that a crash never leaves a half-written file, and naming the
+scratch checkpoints an interrupted run resumes from."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import uuid
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -18,3 +22,10 @@ def save_atomic(state: dict, path: Path) -> None:
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def fingerprint(payload: Any) -> str:
+    """A short hash of everything that defines a run (config, data, initial weights), naming
+    the checkpoint it resumes from: a changed run never resumes another's."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]

@@ -6,8 +6,6 @@ memory holds one image's CAMs, labels and edge map at a time whatever the split'
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -18,6 +16,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from semples.checkpoints import fingerprint
 from semples.data.images import read_rgb, to_tensor
 from semples.refine.irnet import IRNet, predict_edge
 from semples.refine.irnet_training import IrLabelDataset, IrnetConfig, train_irnet
@@ -94,8 +93,8 @@ def fit_irnet(
 def _checkpoint_path(folder: str | None, settings: Mapping[str, Any], rows: pd.DataFrame):
     if folder is None:
         return None
-    payload = json.dumps({"irnet": dict(settings), "images": list(rows["id"])}, default=str)
-    return Path(folder) / f"irnet-{hashlib.sha1(payload.encode()).hexdigest()[:12]}.pt"
+    run = fingerprint({"irnet": dict(settings), "images": list(rows["id"])})
+    return Path(folder) / f"irnet-{run}.pt"
 
 
 def trained_irnet(

@@ -7,8 +7,6 @@ stays the single statement of the recipe.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +14,8 @@ from typing import Any
 
 import torch
 from mmengine.config import Config
+
+from semples.checkpoints import fingerprint as run_fingerprint
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 LOSSES = {
@@ -173,6 +173,6 @@ def training_config(
 def fingerprint(cfg: Config) -> str:
     """A short hash of everything that defines the run (data paths included, work dir not), so
     an interrupted run and its rerun share a work dir and a changed run gets a fresh one."""
-    described = {key: value for key, value in cfg.to_dict().items() if key != "work_dir"}
-    text = json.dumps(described, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return run_fingerprint(
+        {key: value for key, value in cfg.to_dict().items() if key != "work_dir"}
+    )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+
+from semples.checkpoints import fingerprint as run_fingerprint
 
 STAGES = (1, 2, 3)
 
@@ -84,8 +84,7 @@ class StageConfig:
     def fingerprint(self, **context: Any) -> str:
         """A short hash of this config and its context (data, initial weights), naming the
         checkpoint an interrupted run resumes from: another config never resumes it."""
-        payload = json.dumps({"config": asdict(self), **context}, sort_keys=True, default=str)
-        return hashlib.sha1(payload.encode()).hexdigest()[:12]
+        return run_fingerprint({"config": asdict(self), **context})
 
 
 def stage_config(stage: int, common: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:

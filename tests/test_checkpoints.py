@@ -1,0 +1,17 @@
+"""Atomic checkpoint writes and the fingerprint that names a run's scratch checkpoint."""
+
+import torch
+
+from semples.checkpoints import fingerprint, save_atomic
+
+
+def test_the_fingerprint_follows_the_content_not_the_key_order():
+    assert fingerprint({"a": 1, "b": [1, 2]}) == fingerprint({"b": [1, 2], "a": 1})
+    assert fingerprint({"a": 1}) != fingerprint({"a": 2})
+    assert len(fingerprint({"path": object()})) == 12  # non-JSON values hash by their str
+
+
+def test_save_atomic_leaves_only_the_checkpoint(tmp_path):
+    save_atomic({"w": torch.ones(2)}, tmp_path / "sub" / "c.pt")
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
+    assert torch.load(tmp_path / "sub" / "c.pt", weights_only=True)["w"].sum() == 2
