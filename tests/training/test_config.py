@@ -55,3 +55,13 @@ def test_fingerprint_changes_with_config_and_context():
     assert config.fingerprint(images=["a"]) == StageConfig(stage=1).fingerprint(images=["a"])
     assert config.fingerprint(images=["a"]) != config.fingerprint(images=["b"])
     assert config.fingerprint() != StageConfig(stage=1, seed=1).fingerprint()
+
+
+def test_budget_config_takes_the_run_seed_and_cap_unless_the_cap_is_unset():
+    from semples.training.cam_classifier import CamClassifierConfig
+    from semples.training.config import budget_config
+
+    settings = {"epochs": 2, "batch_size": 4, "lr": 0.1, "weight_decay": 0.0}
+    capped = budget_config(CamClassifierConfig, settings, seed=7, max_steps=3)
+    assert (capped.seed, capped.max_steps, capped.epochs) == (7, 3, 2)
+    assert budget_config(CamClassifierConfig, settings, 7, None).max_steps is None

@@ -21,6 +21,7 @@ from semples.data.images import read_rgb, to_tensor
 from semples.refine.irnet import IRNet, predict_edge
 from semples.refine.irnet_training import IrLabelDataset, IrnetConfig, train_irnet
 from semples.refine.pseudo_masks import ir_label, pseudo_mask
+from semples.training.config import budget_config
 
 CamSet = Mapping[str, Callable[[], Mapping[str, np.ndarray]]]
 
@@ -53,9 +54,7 @@ _MODEL_KEYS = ("backbone", "weights")
 def irnet_config(settings: Mapping[str, Any], seed: int, max_steps: int | None) -> IrnetConfig:
     """The training config of ``pseudo_masks.irnet`` (``max_steps``: the run's step cap)."""
     options = {k: v for k, v in settings.items() if k not in _MODEL_KEYS}
-    return IrnetConfig(
-        **{"seed": seed, **options, **({"max_steps": max_steps} if max_steps else {})}
-    )
+    return budget_config(IrnetConfig, options, seed, max_steps)
 
 
 def fit_irnet(

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from semples.checkpoints import fingerprint as run_fingerprint
 
 STAGES = (1, 2, 3)
+T = TypeVar("T")
+
+
+def budget_config(
+    config_class: type[T], settings: Mapping[str, Any], seed: int, max_steps: int | None
+) -> T:
+    """A training config (``CamClassifierConfig``, ``IrnetConfig``) from its parameter section,
+    with the run's seed and, when set, the run's step cap (``train.max_steps``)."""
+    return config_class(
+        **{"seed": seed, **settings, **({"max_steps": max_steps} if max_steps else {})}
+    )
 
 
 def check_budget(config: Any) -> None:

@@ -28,7 +28,7 @@ from semples.data.images import Augmentation, LabelledImages
 from semples.models import build_mask_generator
 from semples.training import distributed
 from semples.training.cam_classifier import CamClassifierConfig, train_cam_classifier
-from semples.training.config import StageConfig, stage_config
+from semples.training.config import StageConfig, budget_config, stage_config
 from semples.training.loop import StageModels, train_stage
 
 logger = logging.getLogger(__name__)
@@ -102,9 +102,7 @@ def initial_generator_state(
     history = pd.DataFrame(columns=["epoch", "step", "lr", "bce"])
     if settings:
         cap = params["train"].get("max_steps")
-        config = CamClassifierConfig(
-            **{"seed": params["seed"], **settings, **({"max_steps": cap} if cap else {})}
-        )
+        config = budget_config(CamClassifierConfig, settings, params["seed"], cap)
         device = resolve_device(params["device"])
         history = train_cam_classifier(
             generator, training_dataset(image_index, params), config, device, progress
