@@ -182,10 +182,13 @@ def make_toy_index(root: Path, num_train: int = 8, num_val: int = 4, image_size:
             scene = render_scene(config, split, index)
             item = scene_id(split, index)
             image_path, mask_path = root / f"{item}.png", root / f"{item}_mask.png"
+            context_path = root / f"{item}_context.png"
             Image.fromarray(scene.image).save(image_path)
             Image.fromarray(scene.mask, mode="L").save(mask_path)
+            Image.fromarray(scene.context, mode="L").save(context_path)
             records.append(IndexRecord(item, split, str(image_path), str(mask_path),
-                                       image_size, image_size, scene.labels))  # fmt: skip
+                                       image_size, image_size, scene.labels,
+                                       str(context_path)))  # fmt: skip
     frame: pd.DataFrame = records_to_frame(records, TOY_CLASSES)
     return frame
 

@@ -5,12 +5,22 @@ import semples  # noqa: F401  (isort: skip)
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
-from semples.cams import cam_records, evaluate_cams, multiscale_cams
+from semples.cams import (
+    cam_records,
+    context_map_loaders,
+    evaluate_cams,
+    evaluate_generator,
+    evaluate_stages,
+    multiscale_cams,
+)
+from semples.datasets.mask_set import write_item
 
 
 class FakeGenerator(nn.Module):
@@ -197,3 +207,81 @@ def test_size_mismatch_names_the_id_and_both_sizes():
 def test_no_cams():
     with pytest.raises(ValueError, match="no CAMs"):
         evaluate_cams({}, {}, NAMES, [0.5])
+
+
+def test_context_leak_at_the_best_threshold():
+    gt, cam = scene()
+    context = np.zeros_like(gt)
+    context[4:6, 1:5] = 1  # 8 pixels of the cat's context, 2 of them lit by the cat's CAM
+    cam["cam"][0][4, 1:3] = 0.95
+    report = evaluate_cams(
+        loaders({"a": cam}), loaders({"a": gt}), NAMES, [0.5, 0.97], loaders({"a": context})
+    )
+    assert report["best_threshold"] == 0.5
+    assert report["context_leak"] == {
+        "overall": 0.25,
+        "per_class": {"cat": 0.25, "dog": None, "cow": None},
+    }
+    assert (
+        evaluate_cams(loaders({"a": cam}), loaders({"a": gt}), NAMES, [0.5])["context_leak"] is None
+    )
+    with pytest.raises(KeyError, match="no context map for CAM 'a'"):
+        evaluate_cams(loaders({"a": cam}), loaders({"a": gt}), NAMES, [0.5], {})
+
+
+def test_evaluate_generator_scores_in_memory_cams_like_saved_ones(tmp_path):
+    rng = np.random.default_rng(0)
+    rows, gts, contexts = [], {}, {}
+    for name, labels in (("a", [1, 0, 1]), ("b", [0, 1, 0])):
+        image = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / f"{name}.png")
+        rows.append({"id": name, "image_path": str(tmp_path / f"{name}.png"), "labels": labels})
+        gts[name] = rng.integers(0, 4, (12, 16)).astype(np.uint8)
+        contexts[name] = rng.integers(0, 4, (12, 16)).astype(np.uint8)
+    rows = pd.DataFrame(rows)
+    generator, thresholds = FakeGenerator(ramp=True), [0.2, 0.5, 0.8]
+    report = evaluate_generator(
+        generator, rows, loaders(gts), NAMES, thresholds, (1.0, 0.5), False, "cpu",
+        loaders(contexts),
+    )  # fmt: skip
+    saved = {
+        row.id: cam_records(generator, lambda p=row.image_path: np.asarray(Image.open(p)),
+                            [k for k, on in enumerate(row.labels) if on], (1.0, 0.5), False)
+        for row in rows.itertuples()
+    }  # fmt: skip
+    expected = evaluate_cams(loaders(saved), loaders(gts), NAMES, thresholds, loaders(contexts))
+    del expected["sweep"]
+    assert report == {**expected, "scales": [1.0, 0.5], "flip": False}
+    assert report["context_leak"]["overall"] is not None
+    json.dumps(report)
+
+
+def test_a_skipped_stage_repeats_its_input_without_scoring_again():
+    calls = []
+
+    def evaluate(name, state):
+        calls.append(name)
+        return {"miou": state}
+
+    reports = evaluate_stages(
+        {"initial": 0.1, "stage1": 0.2, "stage3": 0.3}, {"stage3": "match_only"}, evaluate
+    )
+    assert calls == ["initial", "stage1"]
+    assert reports["stage1"] == {"miou": 0.2, "skipped": False, "skip_reason": None}
+    assert reports["stage3"] == {"miou": 0.2, "skipped": True, "skip_reason": "match_only"}
+    everything = {"stage1": "none", "stage2": "none", "stage3": "none"}
+    reports = evaluate_stages({"initial": 0.1, "stage1": 0.2, "stage3": 0.3}, everything, evaluate)
+    assert [r["miou"] for r in reports.values()] == [0.1, 0.1, 0.1]
+    with pytest.raises(ValueError, match="first stage 'initial'"):
+        evaluate_stages({"initial": 0.1}, {"initial": "?"}, evaluate)
+
+
+def test_context_map_loaders(tmp_path):
+    write_item(tmp_path, "a", np.array([[0, 2]], dtype=np.uint8))
+    rows = pd.DataFrame({"id": ["a"], "context_path": [str(tmp_path / "a.png")]})
+    np.testing.assert_array_equal(context_map_loaders(rows, 3)["a"](), [[0, 2]])
+    assert context_map_loaders(rows.drop(columns="context_path"), 3) is None
+    assert context_map_loaders(rows.assign(context_path=None), 3) is None
+    partial = pd.concat([rows, pd.DataFrame({"id": ["b"], "context_path": [None]})])
+    with pytest.raises(ValueError, match=r"1 image index rows have no context_path: \['b'\]"):
+        context_map_loaders(partial, 3)

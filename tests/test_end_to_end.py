@@ -49,6 +49,7 @@ def test_ingestion_twice_keeps_two_versions_of_everything(project, two_ingestion
     for relative in (
         "data/01_raw/generated_images",
         "data/01_raw/generated_masks",
+        "data/01_raw/generated_context_masks",
         "data/02_intermediate/caption_index.parquet",
         "data/08_reporting/ingestion_report.json",
     ):
@@ -61,6 +62,7 @@ def test_ingestion_twice_keeps_two_versions_of_everything(project, two_ingestion
         path=str(project / "data/01_raw/generated_masks"), version=Version(None, None)
     ).load()
     assert len(masks) == 24 and Path(index["mask_path"].iloc[0]).exists()
+    assert Path(index["context_path"].iloc[0]).exists()
     report = saved_report(project, new)
     assert report["num_images"] == 24
     assert report["per_split"] == {"train": 16, "val": 8}
@@ -92,8 +94,9 @@ def test_reporting_compares_every_saved_run(project, pinned_run):
     assert ingestion_rows["value"].tolist() == [32, 24, 32]
     assert ingestion_rows["delta"].tolist()[1:] == [-8, 8]
     assert "| ingestion_report |" in result.stdout + result.stderr
-    for plot in ("headline_across_runs.png", "per_class_latest_runs.png"):
+    for plot in ("headline_across_runs.png", "per_class_latest_runs.png", "ablation.png"):
         assert len(versions(project, f"data/08_reporting/{plot}")) == 1
+    assert len(versions(project, "data/08_reporting/ablation_table.csv")) == 1
 
 
 def test_compare_runs_notebook_executes(project, two_ingestion_runs):
@@ -137,6 +140,7 @@ def test_voc_environment_ingests_a_voc_layout_folder(project, tmp_path):
     assert first["label_names"].tolist() == ["aeroplane", "person"]  # from the Aug mask
     assert (first["width"], first["height"]) == (32, 24)
     assert first["image_path"] == (root / "JPEGImages/2007_000001.jpg").resolve().as_posix()
+    assert index["context_path"].isna().all()
     report = saved_report(project, versions(project, "data/08_reporting/ingestion_report.json")[-1])
     assert report["dataset"] == "voc" and report["num_unique_images"] == 5
 

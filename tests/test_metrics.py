@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from semples.metrics import (
+    ContextLeak,
     ThresholdSweep,
     confusion_matrix,
     evaluate_label_maps,
@@ -185,6 +186,65 @@ def test_threshold_sweep_errors(cams, class_indices, gt, message):
         ThresholdSweep([0.5], num_classes=3).add(cams, class_indices, gt)
 
 
+def test_context_leak_hand_computed_case():
+    # owners: class 1's context on 3 pixels, class 2's on 2, one pixel ignored by the gt below
+    context = np.array([[1, 1, 1, 0], [2, 2, 0, 0]], dtype=np.uint8)
+    pred = np.array([[1, 0, 1, 1], [1, 0, 2, 2]], dtype=np.uint8)
+    leak = ContextLeak(num_classes=4)
+    leak.add(pred, context)
+    assert leak.to_dict(["background", "cat", "dog", "cow"]) == {
+        "overall": pytest.approx(2 / 5),  # class 1: 2 of 3 leak; class 2: 0 of 2 (pred 1, 0)
+        "per_class": {"cat": pytest.approx(2 / 3), "dog": 0.0, "cow": None},
+    }
+    leak.add(np.array([[2]]), np.array([[2]]))  # accumulates over images
+    assert leak.to_dict(["background", "cat", "dog", "cow"])["per_class"]["dog"] == 1 / 3
+
+
+def test_context_leak_without_context_pixels_is_null():
+    leak = ContextLeak(num_classes=2)
+    leak.add(np.ones((2, 2), int), np.zeros((2, 2), int))
+    assert leak.to_dict(["background", "cat"]) == {"overall": None, "per_class": {"cat": None}}
+
+
+def test_context_leak_errors():
+    leak = ContextLeak(num_classes=3)
+    with pytest.raises(ValueError, match=r"pred shape \(1, 2\) != context shape \(2, 1\)"):
+        leak.add(np.zeros((1, 2), int), np.zeros((2, 1), int))
+    with pytest.raises(ValueError, match=r"context values outside \[0, 3\): \[7\]"):
+        leak.add(np.zeros((1, 2), int), np.array([[0, 7]]))
+    with pytest.raises(TypeError, match="context must hold integer labels"):
+        leak.add(np.zeros((1, 2), int), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="2 class names for 3 classes"):
+        leak.to_dict(["background", "cat"])
+
+
+def test_threshold_sweep_context_leak_equals_naive_argmax_per_threshold():
+    rng = np.random.default_rng(3)
+    num_classes, thresholds = 5, [0.5, 0.0, 0.3, 1.0, 0.3]
+    names = ["background", "a", "b", "c", "d"]
+    sweep = ThresholdSweep(thresholds, num_classes)
+    expected = [ContextLeak(num_classes) for _ in thresholds]
+    for num_present in [2, 3, 0]:
+        cams, present, gt = random_image(rng, num_classes, num_present=num_present)
+        context = np.where(rng.random(gt.shape) < 0.5, rng.integers(1, num_classes, gt.shape), 0)
+        sweep.add(cams, present, gt, context)
+        for leak, t in zip(expected, thresholds):
+            scored = gt != 255
+            leak.add(naive_sweep_prediction(cams, present, t)[scored], context[scored])
+    for leak, t in zip(expected, thresholds):
+        assert sweep.context_leak(t).to_dict(names) == leak.to_dict(names)
+    assert ThresholdSweep([0.5], 3).context_leak(0.5) is None  # no context map given
+
+
+def test_threshold_sweep_context_map_errors():
+    sweep = ThresholdSweep([0.5], num_classes=3)
+    cams, gt = np.zeros((1, 2, 3), np.float32), np.zeros((2, 3), int)
+    with pytest.raises(ValueError, match=r"context shape \(3, 2\) != gt shape \(2, 3\)"):
+        sweep.add(cams, [1], gt, np.zeros((3, 2), int))
+    with pytest.raises(ValueError, match=r"context values outside \[0, 3\)"):
+        sweep.add(cams, [1], gt, np.full((2, 3), 3))
+
+
 def test_threshold_sweep_needs_thresholds():
     with pytest.raises(ValueError, match="thresholds must not be empty"):
         ThresholdSweep([], num_classes=3)
@@ -245,7 +305,24 @@ def test_evaluate_label_maps_streams_one_confusion_matrix():
     expected = iou_from_confusion(
         confusion_matrix(np.array([0, 1, 1, 2, 2]), np.array([0, 1, 0, 2, 1]), 3)
     ).to_dict(["background", "cat", "dog"])
-    assert report == {**expected, "num_images": 2}
+    assert report == {**expected, "num_images": 2, "context_leak": None}
+
+
+def test_evaluate_label_maps_context_leak():
+    pred = {"a": lambda: np.array([[1, 1], [0, 2]]), "b": lambda: np.array([[2, 0]])}
+    gt = {"a": lambda: np.array([[1, 0], [255, 0]]), "b": lambda: np.array([[2, 0]])}
+    context = {"a": lambda: np.array([[0, 1], [1, 2]]), "b": lambda: np.array([[0, 2]])}
+    report = evaluate_label_maps(pred, gt, ["background", "cat", "dog"], context)
+    # cat: 1 context pixel scored (the other is ignored), leaked; dog: 2, one leaked
+    assert report["context_leak"] == {
+        "overall": pytest.approx(2 / 3),
+        "per_class": {"cat": 1.0, "dog": 0.5},
+    }
+    with pytest.raises(KeyError, match="no context map for 'b'"):
+        evaluate_label_maps(pred, gt, ["background", "cat", "dog"], {"a": context["a"]})
+    with pytest.raises(ValueError, match="'a': context shape"):
+        evaluate_label_maps(pred, gt, ["background", "cat", "dog"], {
+            "a": lambda: np.zeros((1, 2), int), "b": context["b"]})  # fmt: skip
 
 
 def test_evaluate_label_maps_names_the_image_at_fault():

@@ -1,5 +1,6 @@
 """Tests of semples.reporting: the comparison table of versioned reports and its Markdown."""
 
+import json
 import math
 
 import pandas as pd
@@ -8,6 +9,8 @@ import pytest
 from semples.reporting import (
     FIXED_COLUMNS,
     ReportSpec,
+    ablation_summary,
+    ablation_table,
     comparison_table,
     per_class_frame,
     table_to_markdown,
@@ -157,3 +160,125 @@ def test_with_changed_params_only_keeps_what_tells_runs_apart():
     assert list(with_changed_params_only(table).columns) == [
         "report", "value", "params.seed", "params.note",
     ]  # fmt: skip
+
+
+# --- extra columns and the ablation table ------------------------------------------------------
+
+STAGE_SPECS = {
+    "cam_metrics": ReportSpec(
+        "miou",
+        "per_class_iou",
+        columns={"stage1_miou": "stages.stage1.miou", "context_leak": "context_leak.overall"},
+    ),
+    "pseudo_mask_metrics": ReportSpec(
+        "miou", "per_class_iou", columns={"context_leak": "context_leak.overall"}
+    ),
+}
+
+
+def stage_report(miou, stage1, leak=None, split="val", num_images=10, **params):
+    return {
+        "miou": miou,
+        "stages": {"stage1": {"miou": stage1}},
+        "context_leak": None if leak is None else {"overall": leak, "per_class": {}},
+        "split": split,
+        "num_images": num_images,
+        "params": params,
+    }
+
+
+def version(i: int) -> str:
+    return f"2026-11-26T08.00.{i:02d}.000Z"
+
+
+def test_extra_columns_read_dotted_paths_and_are_nan_where_absent():
+    history = {
+        "cam_metrics": {
+            version(0): stage_report(0.5, 0.4, leak=0.25, seed=0),
+            version(1): {"miou": 0.3, "stages": {"stage1": None}},  # older or odd reports
+        },
+        "pseudo_mask_metrics": {version(2): stage_report(0.6, None, leak=0.1, seed=0)},
+    }
+    table = comparison_table(history, STAGE_SPECS)
+    assert list(table.columns) == [*FIXED_COLUMNS, "stage1_miou", "context_leak", "params.seed"]
+    assert table["stage1_miou"].tolist()[0] == 0.4 and table["stage1_miou"].isna().tolist()[1:] == [
+        True,
+        True,  # pseudo_mask_metrics has no such column
+    ]
+    assert table["context_leak"].tolist()[0] == 0.25 and math.isnan(table["context_leak"][1])
+    assert table["context_leak"].tolist()[2] == 0.1
+    empty = comparison_table({}, STAGE_SPECS)
+    assert list(empty.columns) == [*FIXED_COLUMNS, "stage1_miou", "context_leak"]
+
+
+ABLATION_HISTORY = {
+    "cam_metrics": {
+        # configuration A over three seeds, B over two
+        version(0): stage_report(0.30, 0.20, 0.6, seed=0, ablation="all", lam=2.0),
+        version(1): stage_report(0.40, 0.30, 0.4, seed=1, ablation="all", lam=2.0),
+        version(2): stage_report(0.50, 0.40, 0.2, seed=2, ablation="all", lam=2.0),
+        version(3): stage_report(0.20, 0.20, 0.5, seed=0, ablation="match_only", lam=2.0),
+        version(4): stage_report(0.30, 0.30, 0.7, seed=1, ablation="match_only", lam=2.0),
+        # A's parameters, but another image count, another split, or a parameter the others lack
+        version(5): stage_report(0.90, 0.90, 0.1, seed=0, ablation="all", lam=2.0, num_images=3),
+        version(6): stage_report(0.80, 0.80, 0.1, seed=0, ablation="all", lam=2.0, split="train"),
+        version(7): stage_report(0.70, 0.70, 0.1, seed=0, ablation="all", lam=2.0, extra=1),
+    },
+    "pseudo_mask_metrics": {version(8): stage_report(0.6, None, 0.3, seed=4, ablation="all")},
+}
+
+
+def test_ablation_table_groups_by_every_parameter_but_the_seed():
+    table = comparison_table(ABLATION_HISTORY, STAGE_SPECS)
+    ablation = ablation_table(table)
+    cam = ablation[ablation["report"] == "cam_metrics"].set_index("configuration")
+    assert cam["n"].tolist() == [3, 2, 1, 1, 1]
+    first = cam.iloc[0]
+    assert first["seeds"] == "[0, 1, 2]" and first["split"] == "val" and first["num_images"] == 10
+    assert first["runs"] == json.dumps([version(0), version(1), version(2)])
+    assert first["value_mean"] == pytest.approx(0.4) and first["value_sd"] == pytest.approx(0.1)
+    assert first["stage1_miou_mean"] == pytest.approx(0.3)
+    assert first["context_leak_mean"] == pytest.approx(0.4)
+    assert first["context_leak_sd"] == pytest.approx(0.2)
+    assert cam.iloc[1]["value_mean"] == pytest.approx(0.25) and cam.iloc[1]["seeds"] == "[0, 1]"
+    assert math.isnan(cam.iloc[2]["value_sd"])  # one run: no spread
+    # labels name what tells a report's configurations apart
+    assert list(cam.index) == [
+        "split=val, num_images=10, ablation=all, extra=None",
+        "split=val, num_images=10, ablation=match_only, extra=None",
+        "split=val, num_images=3, ablation=all, extra=None",
+        "split=train, num_images=10, ablation=all, extra=None",
+        "split=val, num_images=10, ablation=all, extra=1",
+    ]
+    pseudo = ablation[ablation["report"] == "pseudo_mask_metrics"].iloc[0]
+    assert pseudo["configuration"] == "all runs" and pseudo["seeds"] == "[4]"
+    assert math.isnan(pseudo["stage1_miou_mean"]) and pseudo["context_leak_mean"] == 0.3
+    assert "params.seed" not in ablation and "params.lam" in ablation
+
+
+def test_ablation_table_of_chosen_reports_and_of_nothing():
+    table = comparison_table(ABLATION_HISTORY, STAGE_SPECS)
+    assert set(ablation_table(table, ["pseudo_mask_metrics"])["report"]) == {"pseudo_mask_metrics"}
+    empty = ablation_table(comparison_table({}, STAGE_SPECS))
+    assert empty.empty and {"configuration", "n", "seeds", "value_mean"} <= set(empty.columns)
+
+
+def test_ablation_table_survives_the_csv_round_trip(tmp_path):
+    unseeded = {version(9): {"miou": 0.1}}  # no seed: the seed column turns float in the CSV
+    history = {**ABLATION_HISTORY, "pseudo_mask_metrics": unseeded}
+    table = comparison_table(history, STAGE_SPECS)
+    table.to_csv(tmp_path / "run_comparison.csv", index=False)
+    reread = ablation_table(pd.read_csv(tmp_path / "run_comparison.csv"))
+    for column in ("n", "seeds", "configuration"):
+        pd.testing.assert_series_equal(reread[column], ablation_table(table)[column])
+
+
+def test_ablation_summary_reads_mean_and_sd():
+    ablation = ablation_table(comparison_table(ABLATION_HISTORY, STAGE_SPECS), ["cam_metrics"])
+    summary = ablation_summary(ablation.iloc[:3], float_format="{:.2f}")
+    assert list(summary.columns) == [
+        "report", "configuration", "split", "num_images", "n", "seeds", "value", "stage1_miou",
+        "context_leak",
+    ]  # fmt: skip
+    assert summary["value"].tolist() == ["0.40 ± 0.10", "0.25 ± 0.07", "0.90"]
+    assert "| 0.40 ± 0.10 |" in table_to_markdown(summary)

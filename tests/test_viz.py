@@ -5,12 +5,14 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 
-from semples.reporting import ReportSpec, comparison_table, per_class_frame
+from semples.reporting import ReportSpec, ablation_table, comparison_table, per_class_frame
 from semples.viz import (
     cam_overlay_figure,
     loss_history_figure,
     mask_montage,
+    plot_ablation,
     plot_headline_across_runs,
     plot_per_class_latest_runs,
     voc_palette,
@@ -48,6 +50,33 @@ def test_headline_across_runs():
     labels = [label.get_text() for label in figure.axes[0].get_xticklabels()]
     assert labels == [OLD, NEW]
     assert_renders(figure)
+
+
+def test_ablation_bars_with_error_bars():
+    specs = {"cam_metrics": ReportSpec("miou", "per_class_iou", {"stage1_miou": "stage1"})}
+    history = {
+        "cam_metrics": {
+            OLD: {"miou": 0.4, "stage1": 0.3, "params": {"seed": 0, "ablation": "all"}},
+            NEW: {"miou": 0.5, "stage1": 0.2, "params": {"seed": 1, "ablation": "all"}},
+            "2026-11-27T00.00.00.000Z": {"miou": 0.2, "params": {"seed": 0, "ablation": "none"}},
+        },
+        "ingestion_report": HISTORY["ingestion_report"],
+    }
+    figure = plot_ablation(ablation_table(comparison_table(history, {**SPECS, **specs})))
+    assert [ax.get_title() for ax in figure.axes] == ["cam_metrics", "ingestion_report"]
+    cam = figure.axes[0]
+    assert [t.get_text() for t in cam.get_xticklabels()] == [
+        "ablation=all\n(n=2)",
+        "ablation=none\n(n=1)",
+    ]
+    assert len(cam.patches) == 2 * 2  # 2 configurations x (miou, stage1_miou)
+    assert [t.get_text() for t in cam.get_legend().get_texts()] == ["miou", "stage1_miou"]
+    miou_bars = next(c for c in cam.containers if isinstance(c, BarContainer))
+    (low, high), _ = [segment[:, 1] for segment in miou_bars.errorbar.lines[2][0].get_segments()]
+    assert high - low == pytest.approx(2 * np.std([0.4, 0.5], ddof=1))  # mean +- sample sd
+    assert len(figure.axes[1].patches) == 1  # ingestion_report: its headline only
+    assert_renders(figure)
+    assert_no_reports(plot_ablation(ablation_table(comparison_table({}, SPECS))))
 
 
 def test_per_class_latest_runs():

@@ -4,7 +4,8 @@ Inference follows IRN/CLIMS: the generator runs on several rescaled copies of th
 their horizontal flips, the ReLU'd per-class maps are resized back and summed, and each kept
 class is max-normalised, both at stride 4 (what IRN's affinity step consumes) and at full
 resolution (what is scored and what the CRF consumes). Evaluation streams the CAM set through a
-:class:`~semples.metrics.ThresholdSweep` of the constant background score.
+:class:`~semples.metrics.ThresholdSweep` of the constant background score; a generator can also
+be scored directly, its CAMs computed in memory (each training stage's, without a mask set).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -26,6 +28,8 @@ from semples.metrics import SegmentationScores, ThresholdSweep
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 _NORMALISE_EPS = 1e-5
 _CAM_STRIDE = 4
+
+State = TypeVar("State")
 
 
 def _resize(maps: Tensor, size: tuple[int, int]) -> Tensor:
@@ -139,13 +143,28 @@ def cam_records(
 
 
 def _add_image(
-    sweep: ThresholdSweep, image_id: str, cams: np.ndarray, keys: np.ndarray, gt: np.ndarray
+    sweep: ThresholdSweep,
+    image_id: str,
+    cams: np.ndarray,
+    keys: np.ndarray,
+    gt: np.ndarray,
+    context: np.ndarray | None = None,
 ) -> None:
     """``sweep.add`` with the image id in its error (a bad shape names both sizes there)."""
     try:
-        sweep.add(cams, keys.tolist(), gt)
+        sweep.add(cams, keys.tolist(), gt, context)
     except ValueError as error:
         raise ValueError(f"CAM {image_id!r}: {error}") from error
+
+
+def _context_map(
+    context_maps: Mapping[str, Callable[[], np.ndarray]] | None, image_id: str
+) -> np.ndarray | None:
+    if context_maps is None:
+        return None
+    if image_id not in context_maps:
+        raise KeyError(f"no context map for CAM {image_id!r}")
+    return context_maps[image_id]()
 
 
 def _miou(scores: SegmentationScores, names: Sequence[str]) -> float | None:
@@ -157,13 +176,16 @@ def evaluate_cams(
     gt_masks: Mapping[str, Callable[[], np.ndarray]],
     class_names: Sequence[str],
     thresholds: Sequence[float],
+    context_maps: Mapping[str, Callable[[], np.ndarray]] | None = None,
 ) -> dict:
     """CAM mIoU over a split for every background threshold, best threshold's scores in full.
 
     Also scores the trivial baseline (every labelled class marked over the whole image, so
     all pixels take the first listed class): the floor that image-level labels alone reach,
     against which the CAMs' localisation is judged. Reported at the CAMs' best threshold; below
-    1 it does not depend on it. Raises KeyError for a CAM without ground truth.
+    1 it does not depend on it. With ``context_maps`` (the toy world's), ``context_leak`` is the
+    :class:`~semples.metrics.ContextLeak` of the labelling at the best threshold, else None.
+    Raises KeyError for a CAM without ground truth or context map.
     """
     if not cams:
         raise ValueError("no CAMs to evaluate")
@@ -175,18 +197,64 @@ def evaluate_cams(
             raise KeyError(f"no ground-truth mask for CAM {image_id!r}")
         record, gt = load_cam(), gt_masks[image_id]()
         keys = np.asarray(record["keys"])
-        _add_image(sweep, image_id, record["cam"], keys, gt)
+        context = _context_map(context_maps, image_id)
+        _add_image(sweep, image_id, record["cam"], keys, gt, context)
         _add_image(trivial, image_id, np.ones_like(record["cam"]), keys, gt)
     results = sweep.results()
     best_threshold, best_scores = sweep.best()
     best_index = sweep.thresholds.index(best_threshold)
+    leak = sweep.context_leak(best_threshold)
     return {
         **best_scores.to_dict(names),
         "best_threshold": best_threshold,
         "sweep": [{"threshold": t, "miou": _miou(scores, names)} for t, scores in results],
         "trivial_miou": _miou(trivial.results()[best_index][1], names),
+        "context_leak": None if leak is None else leak.to_dict(names),
         "num_images": len(cams),
     }
+
+
+def evaluate_generator(
+    generator: nn.Module,
+    rows: pd.DataFrame,
+    gt_masks: Mapping[str, Callable[[], np.ndarray]],
+    class_names: Sequence[str],
+    thresholds: Sequence[float],
+    scales: Sequence[float] = (1.0,),
+    flip: bool = True,
+    device: str | torch.device = "cpu",
+    context_maps: Mapping[str, Callable[[], np.ndarray]] | None = None,
+) -> dict:
+    """:func:`evaluate_cams` of a generator's CAMs of ``rows``, computed in memory one image at a
+    time and never saved, so every training stage can be scored without a mask set of its own.
+    The report leaves out the sweep and says at which ``scales`` (and ``flip``) it was scored."""
+    jobs = cam_jobs(generator, rows, scales, flip, device)
+    report = evaluate_cams(jobs, gt_masks, class_names, thresholds, context_maps)
+    del report["sweep"]
+    return {**report, "scales": [float(s) for s in scales], "flip": bool(flip)}
+
+
+def evaluate_stages(
+    states: Mapping[str, State],
+    skipped: Mapping[str, str],
+    evaluate: Callable[[str, State], dict],
+) -> dict[str, dict]:
+    """``evaluate(name, state)`` of each stage, in order, marked ``skipped`` (False) and
+    ``skip_reason`` (None).
+
+    A skipped stage passed its input on unchanged, so it repeats the previous stage's report,
+    marked as skipped with the reason, and nothing is computed again.
+    """
+    reports: dict[str, dict] = {}
+    for position, (name, state) in enumerate(states.items()):
+        if name not in skipped:
+            reports[name] = {**evaluate(name, state), "skipped": False, "skip_reason": None}
+        elif position == 0:
+            raise ValueError(f"the first stage {name!r} has no input to pass on, so cannot skip")
+        else:
+            previous = reports[list(states)[position - 1]]
+            reports[name] = {**previous, "skipped": True, "skip_reason": skipped[name]}
+    return reports
 
 
 def labelled_rows(image_index: pd.DataFrame, splits: Sequence[str]) -> pd.DataFrame:
@@ -223,5 +291,21 @@ def gt_mask_loaders(rows: pd.DataFrame, num_classes: int) -> dict[str, Callable[
     """id -> callable reading (and checking) that image's ground-truth label mask."""
     return {
         row.id: partial(read_label_mask, row.mask_path, num_classes, item_id=row.id)
+        for row in rows.itertuples(index=False)
+    }
+
+
+def context_map_loaders(
+    rows: pd.DataFrame, num_classes: int
+) -> dict[str, Callable[[], np.ndarray]] | None:
+    """id -> callable reading that image's context map (the toy world's); None when the index
+    has none (VOC, COCO, or an index written before context maps existed)."""
+    if "context_path" not in rows.columns or rows["context_path"].isna().all():
+        return None
+    missing = rows.loc[rows["context_path"].isna(), "id"].tolist()
+    if missing:
+        raise ValueError(f"{len(missing)} image index rows have no context_path: {missing[:5]}")
+    return {
+        row.id: partial(read_label_mask, row.context_path, num_classes, item_id=row.id)
         for row in rows.itertuples(index=False)
     }

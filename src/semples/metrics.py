@@ -1,4 +1,5 @@
-"""Segmentation scores from confusion matrices, and the CAM background-threshold sweep.
+"""Segmentation scores from confusion matrices, the CAM background-threshold sweep, and the
+context leak (how much of an object's co-occurring context is labelled as the object).
 
 Everything is accumulated as an integer confusion matrix (rows = ground truth, columns =
 prediction) so that a whole split can be streamed image by image and the scores derived once at
@@ -7,6 +8,7 @@ arrays only: convert torch tensors with ``tensor.cpu().numpy()`` first, which ke
 free of torch.
 
 Label convention: 0 = background, 1..K = foreground classes, ``ignore_index`` (255) = not scored.
+A context map (toy world) holds k where the context of an object of class k shows, 0 elsewhere.
 """
 
 from __future__ import annotations
@@ -164,25 +166,100 @@ def iou_from_confusion(cm: np.ndarray) -> SegmentationScores:
     )
 
 
+class ContextLeak:
+    """Share of each class's context pixels that a labelling marks as that class, over images.
+
+    The error SemPLES's stage 3 fights is the object spreading onto its usual surroundings
+    (boat marked on the water); IoU mixes it with every other error, this isolates it.
+    ``overall`` pools the context pixels of all classes. Counts, not means per image, so that
+    images weigh by their context area, as the confusion matrices weigh by pixels.
+    """
+
+    def __init__(self, num_classes: int) -> None:
+        _check_num_classes(num_classes)
+        self.num_classes = num_classes
+        self.context_pixels = np.zeros(num_classes, dtype=np.int64)
+        self.leaked_pixels = np.zeros(num_classes, dtype=np.int64)
+
+    def add(self, pred: np.ndarray, context: np.ndarray) -> None:
+        """Count one image: ``pred`` labels and ``context`` owners (0 = no context), same shape."""
+        pred, context = _require_labels("pred", pred), _require_labels("context", context)
+        if pred.shape != context.shape:
+            raise ValueError(f"pred shape {pred.shape} != context shape {context.shape}")
+        _check_label_range("context", context, self.num_classes)
+        owners = context.ravel().astype(np.int64)
+        leaked = owners[pred.ravel() == owners]
+        self.add_counts(
+            np.bincount(owners, minlength=self.num_classes),
+            np.bincount(leaked, minlength=self.num_classes),
+        )
+
+    def add_counts(self, context_pixels: np.ndarray, leaked_pixels: np.ndarray) -> None:
+        """Add per-class counts (index = label value; index 0, no context, is never reported)."""
+        self.context_pixels += context_pixels
+        self.leaked_pixels += leaked_pixels
+
+    def to_dict(self, class_names: Sequence[str]) -> dict:
+        """``{"overall": x, "per_class": {name: x}}`` over the foreground classes of
+        ``class_names`` (background first); null where there are no context pixels."""
+        if len(class_names) != self.num_classes:
+            raise ValueError(f"{len(class_names)} class names for {self.num_classes} classes")
+        context, leaked = self.context_pixels[1:], self.leaked_pixels[1:]
+        per_class = _ratio(leaked, context)
+        return {
+            "overall": json_float(float(_ratio(leaked.sum(), context.sum()))),
+            "per_class": {
+                name: json_float(v) for name, v in zip(class_names[1:], per_class, strict=True)
+            },
+        }
+
+
+def scored_context(
+    context: np.ndarray, gt: np.ndarray, ignore_index: int = IGNORE_INDEX
+) -> np.ndarray:
+    """A context map with the pixels the ground truth ignores set to 0 (not counted), checked
+    to match the ground truth's shape."""
+    context = _require_labels("context", context)
+    if context.shape != gt.shape:
+        raise ValueError(f"context shape {context.shape} != gt shape {gt.shape}")
+    return np.where(gt == ignore_index, 0, context)
+
+
 def evaluate_label_maps(
     predictions: Mapping[str, Callable[[], np.ndarray]],
     gt_masks: Mapping[str, Callable[[], np.ndarray]],
     class_names: Sequence[str],
+    context_maps: Mapping[str, Callable[[], np.ndarray]] | None = None,
 ) -> dict:
     """Scores of a set of label maps (background first in ``class_names``), streamed one image at
     a time into one confusion matrix; a map without ground truth or of another size raises an
-    error naming the image."""
+    error naming the image. With ``context_maps`` (id -> loader) the report's ``context_leak``
+    is :class:`ContextLeak`'s, else None."""
     if not predictions:
         raise ValueError("no label maps to evaluate")
     cm = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
+    leak = None if context_maps is None else ContextLeak(len(class_names))
     for image_id, load in predictions.items():
         if image_id not in gt_masks:
             raise KeyError(f"no ground-truth mask for {image_id!r}")
         try:
-            confusion_matrix(load(), gt_masks[image_id](), len(class_names), out=cm)
+            pred, gt = load(), gt_masks[image_id]()
+            confusion_matrix(pred, gt, len(class_names), out=cm)
+            if leak is not None:
+                leak.add(pred, scored_context(_context_of(context_maps, image_id), gt))
         except ValueError as error:
             raise ValueError(f"{image_id!r}: {error}") from error
-    return {**iou_from_confusion(cm).to_dict(class_names), "num_images": len(predictions)}
+    return {
+        **iou_from_confusion(cm).to_dict(class_names),
+        "num_images": len(predictions),
+        "context_leak": None if leak is None else leak.to_dict(class_names),
+    }
+
+
+def _context_of(context_maps: Mapping[str, Callable[[], np.ndarray]], image_id: str) -> np.ndarray:
+    if image_id not in context_maps:
+        raise KeyError(f"no context map for {image_id!r}")
+    return context_maps[image_id]()
 
 
 class ThresholdSweep:
@@ -191,7 +268,9 @@ class ThresholdSweep:
     At threshold t a pixel is background when its highest CAM score is <= t, otherwise it takes
     the label of its arg-max class: the same as an arg-max over the CAMs with a constant channel
     t stacked first (ties go to background). The comparison is made in the CAMs' dtype, as that
-    stacked channel would be.
+    stacked channel would be. Images given with a context map also count, per threshold, the
+    context pixels labelled as their owner (:meth:`context_leak`); pixels the ground truth
+    ignores are not counted.
     """
 
     def __init__(
@@ -206,6 +285,8 @@ class ThresholdSweep:
         self._order = np.argsort(self.thresholds, kind="stable")
         self._sorted = np.asarray(self.thresholds)[self._order]
         self._cms = np.zeros((len(self.thresholds), num_classes, num_classes), dtype=np.int64)
+        self._context_pixels: np.ndarray | None = None
+        self._leaked = np.zeros((len(self.thresholds), num_classes), dtype=np.int64)
 
     def _validate(self, cams: np.ndarray, class_indices: Sequence[int], gt: np.ndarray) -> None:
         _require_array("cams", cams)
@@ -222,8 +303,15 @@ class ThresholdSweep:
         if not np.isfinite(cams).all():
             raise ValueError("cams contain NaN or infinite values")
 
-    def add(self, cams: np.ndarray, class_indices: Sequence[int], gt: np.ndarray) -> None:
-        """Score one image's CAMs (C x H x W, at gt resolution) of the classes it contains.
+    def add(
+        self,
+        cams: np.ndarray,
+        class_indices: Sequence[int],
+        gt: np.ndarray,
+        context: np.ndarray | None = None,
+    ) -> None:
+        """Score one image's CAMs (C x H x W, at gt resolution) of the classes it contains, and
+        its context map when given.
 
         Each pixel's max and arg-max are taken once. Sorting the thresholds turns "foreground at
         threshold j" into "j < number of thresholds below the pixel's max", so one bincount over
@@ -232,6 +320,11 @@ class ThresholdSweep:
         self._validate(cams, class_indices, gt)
         n, num_thresholds = self.num_classes, len(self.thresholds)
         scored, gt_labels = _scored_gt(gt, n, self.ignore_index)
+        owners = None
+        if context is not None:
+            owners = scored_context(context, gt, self.ignore_index)[scored].astype(np.int64)
+            _check_label_range("context", owners, n)
+            self._count_context(owners)
         if cams.shape[0] == 0:
             self._cms[:, :, 0] += np.bincount(gt_labels, minlength=n)
             return
@@ -248,6 +341,32 @@ class ThresholdSweep:
         cms = np.cumsum(fg[::-1], axis=0)[::-1][1:]  # sorted threshold j: pixels with below > j
         cms[:, :, 0] += np.cumsum(bg, axis=0)[:-1]  # and background where below <= j
         self._cms[self._order] += cms
+        if owners is not None:
+            self._count_leaks(owners, labels, below)
+
+    def _count_context(self, owners: np.ndarray) -> None:
+        counts = np.bincount(owners, minlength=self.num_classes)
+        if self._context_pixels is not None:
+            counts += self._context_pixels
+        self._context_pixels = counts
+
+    def _count_leaks(self, owners: np.ndarray, labels: np.ndarray, below: np.ndarray) -> None:
+        """Context pixels labelled as their owner, per threshold, by the same cumulative sum as
+        the confusion matrices (a context pixel has owner >= 1, so a match is foreground)."""
+        n, num_thresholds = self.num_classes, len(self.thresholds)
+        hit = labels == owners
+        counts = np.bincount(
+            below[hit] * n + owners[hit], minlength=(num_thresholds + 1) * n
+        ).reshape(num_thresholds + 1, n)
+        self._leaked[self._order] += np.cumsum(counts[::-1], axis=0)[::-1][1:]
+
+    def context_leak(self, threshold: float) -> ContextLeak | None:
+        """The context leak at one of the thresholds; None when no image had a context map."""
+        if self._context_pixels is None:
+            return None
+        leak = ContextLeak(self.num_classes)
+        leak.add_counts(self._context_pixels, self._leaked[self.thresholds.index(threshold)])
+        return leak
 
     def results(self) -> list[tuple[float, SegmentationScores]]:
         """Scores per threshold, in the order the thresholds were given."""

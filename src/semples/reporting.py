@@ -4,27 +4,36 @@
 dict each run saved under its version string. Kedro's versions are timestamps such as
 ``2026-11-26T08.01.02.345Z`` that sort chronologically as strings, so "previous run" and "latest
 runs" mean the previous / last versions in string order.
+
+The ablation table groups those runs by configuration (every parameter but the seed) and gives
+each group's mean, spread and seeds: one seed's difference is within the noise on the toy world.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 FIXED_COLUMNS = ["report", "run", "metric", "value", "delta", "split", "num_images"]
 PARAMS_PREFIX = "params."
+SEED_COLUMN = "params.seed"
+# What a configuration is besides its parameters: runs on other data are never pooled.
+CONFIGURATION_COLUMNS = ["report", "split", "num_images"]
 
 
 @dataclass(frozen=True)
 class ReportSpec:
-    """Which keys of a report hold its headline number and its per-class mapping."""
+    """Which keys of a report hold its headline number and its per-class mapping, and which
+    further numbers become columns of the comparison (name -> dotted key path in the report,
+    e.g. ``stage1_miou: stages.stage1.miou``; missing in older reports gives NaN)."""
 
     headline: str
     per_class: str
+    columns: Mapping[str, str] = field(default_factory=dict)
 
 
 def _flatten(params: Mapping, prefix: str = PARAMS_PREFIX) -> dict[str, object]:
@@ -46,6 +55,21 @@ def _as_float(value: object) -> float:
     return math.nan if value is None else float(value)
 
 
+def _lookup(report: Mapping, path: str) -> float:
+    """The number at a dotted key path of a report, NaN where the path does not lead to one."""
+    value: object = report
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return math.nan
+        value = value[key]
+    return _as_float(value) if value is None or isinstance(value, (int, float)) else math.nan
+
+
+def _extra_columns(specs: Mapping[str, ReportSpec]) -> list[str]:
+    """Every spec's extra column names, each once, in the order the specs give them."""
+    return list(dict.fromkeys(name for spec in specs.values() for name in spec.columns))
+
+
 def _runs(history: Mapping[str, Mapping[str, dict]], report: str) -> list[tuple[str, dict]]:
     """(version, report dict) of one report's runs, oldest first."""
     return sorted(history.get(report, {}).items())
@@ -60,10 +84,12 @@ def _require_key(report: dict, key: str, name: str, version: str) -> object:
 def comparison_table(
     history: Mapping[str, Mapping[str, dict]], specs: Mapping[str, ReportSpec]
 ) -> pd.DataFrame:
-    """One row per (report, run): headline value, change since the previous run, parameters.
+    """One row per (report, run): headline value, change since the previous run, the specs'
+    extra columns (e.g. each stage's mIoU beside the final one), parameters.
 
     Reports without a spec are ignored; a spec whose report has no runs gives no rows.
     """
+    extras = _extra_columns(specs)
     rows = []
     for name in sorted(specs):
         for version, report in _runs(history, name):
@@ -76,14 +102,124 @@ def comparison_table(
                     "value": _as_float(_require_key(report, headline, name, version)),
                     "split": report.get("split"),
                     "num_images": report.get("num_images"),
+                    **{column: math.nan for column in extras},
+                    **{
+                        column: _lookup(report, path)
+                        for column, path in specs[name].columns.items()
+                    },
                     **_flatten(report.get("params", {})),
                 }
             )
-    table = pd.DataFrame(rows, columns=None if rows else FIXED_COLUMNS)
-    table = table.astype({"value": float})
+    table = pd.DataFrame(rows, columns=None if rows else FIXED_COLUMNS + extras)
+    table = table.astype({"value": float, **{column: float for column in extras}})
     table["delta"] = table.groupby("report")["value"].diff()
     params = sorted(c for c in table.columns if c.startswith(PARAMS_PREFIX))
-    return table[FIXED_COLUMNS + params]
+    return table[FIXED_COLUMNS + extras + params]
+
+
+def metric_columns(table: pd.DataFrame) -> list[str]:
+    """The numbers of a comparison table's runs: the headline ``value`` and the extra columns."""
+    extras = [c for c in table.columns if c not in FIXED_COLUMNS and c not in _params(table)]
+    return ["value", *extras]
+
+
+def _params(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith(PARAMS_PREFIX)]
+
+
+def _plain(value: object) -> object:
+    """A cell as a JSON-able scalar, NaN as None, so that NaN equals NaN in a group key."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def _whole(value: object) -> object:
+    """A float that holds an integer (a count or seed made float by a missing value) as int."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def _key(values: Sequence[object]) -> str:
+    """Cells as one comparable string (NaN and None alike, numpy scalars as Python's)."""
+    return json.dumps([_plain(v) for v in values], default=str)
+
+
+def _configuration_keys(table: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """One string per run naming its configuration: the values of ``columns``, all of them."""
+    rows = table[list(columns)].itertuples(index=False)
+    return pd.Series([_key(row) for row in rows], index=table.index, dtype=object)
+
+
+def _configuration_labels(ablation: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Short names of each report's configurations: the columns that differ between them."""
+    labels = pd.Series("", index=ablation.index, dtype=object)
+    for _, groups in ablation.groupby("report", sort=False):
+        varying = [c for c in columns if len({_key([v]) for v in groups[c]}) > 1]
+        labels[groups.index] = [
+            ", ".join(f"{c.removeprefix(PARAMS_PREFIX)}={_whole(_plain(row[c]))}" for c in varying)
+            or "all runs"
+            for _, row in groups.iterrows()
+        ]
+    return labels
+
+
+def _group_stats(runs: pd.DataFrame, metrics: Sequence[str]) -> dict[str, object]:
+    """n, seeds and run versions of one configuration, and each metric's mean and sample sd."""
+    seeds = runs[SEED_COLUMN].dropna().tolist() if SEED_COLUMN in runs else []
+    stats: dict[str, object] = {
+        "n": len(runs),
+        "seeds": json.dumps(sorted(_whole(_plain(seed)) for seed in seeds)),
+        "runs": json.dumps(runs["run"].tolist()),
+    }
+    for metric in metrics:
+        stats[f"{metric}_mean"] = runs[metric].mean()
+        stats[f"{metric}_sd"] = runs[metric].std(ddof=1)
+    return stats
+
+
+def ablation_table(table: pd.DataFrame, reports: Sequence[str] | None = None) -> pd.DataFrame:
+    """A comparison table's runs grouped by configuration: per group n, the seeds and runs, and
+    the mean and sample sd (NaN for one run) of the headline and of every extra column.
+
+    A configuration is the report, split, image count and *every* parameter except the seed
+    (the full set, not only those that differ, so runs of other data or settings never pool).
+    ``configuration`` names a group by what differs from the report's other groups; the
+    parameter columns come last. ``reports`` keeps those reports only (all when None).
+    """
+    if reports is not None:
+        table = table[table["report"].isin(list(reports))]
+    params = [c for c in _params(table) if c != SEED_COLUMN]
+    metrics = metric_columns(table)
+    identity = [*CONFIGURATION_COLUMNS, "metric", *params]
+    groups = [runs for _, runs in table.groupby(_configuration_keys(table, identity), sort=False)]
+    stats = ["n", "seeds", "runs", *(f"{m}_{s}" for m in metrics for s in ("mean", "sd"))]
+    ablation = pd.DataFrame(
+        [{**runs.iloc[0][identity].to_dict(), **_group_stats(runs, metrics)} for runs in groups],
+        columns=[*identity, *stats],
+    )
+    ablation["configuration"] = _configuration_labels(ablation, ["split", "num_images", *params])
+    return ablation[[*CONFIGURATION_COLUMNS, "metric", "configuration", *stats, *params]]
+
+
+def ablation_summary(ablation: pd.DataFrame, float_format: str = "{:.4f}") -> pd.DataFrame:
+    """The ablation table for reading: configuration, n, seeds and "mean ± sd" per metric
+    (blank where a report has no such number), without the parameter columns."""
+    metrics = [c.removesuffix("_mean") for c in ablation.columns if c.endswith("_mean")]
+    summary = ablation[["report", "configuration", "split", "num_images", "n", "seeds"]].copy()
+    for metric in metrics:
+        mean, sd = ablation[f"{metric}_mean"], ablation[f"{metric}_sd"]
+        if mean.notna().any():
+            summary[metric] = [
+                _mean_sd(m, s, float_format) for m, s in zip(mean.tolist(), sd.tolist())
+            ]
+    return summary
+
+
+def _mean_sd(mean: float, sd: float, float_format: str) -> str:
+    if math.isnan(mean):
+        return ""
+    text = float_format.format(mean)
+    return text if math.isnan(sd) else f"{text} ± {float_format.format(sd)}"
 
 
 def with_changed_params_only(table: pd.DataFrame) -> pd.DataFrame:

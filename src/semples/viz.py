@@ -66,6 +66,39 @@ def plot_per_class_latest_runs(frames: Mapping[str, pd.DataFrame]) -> Figure:
     return figure
 
 
+def plot_ablation(ablation: pd.DataFrame) -> Figure:
+    """One panel per report of grouped bars: per configuration (x), each metric's mean with a
+    sample-sd error bar (an ``ablation_table``), so a difference can be read against the
+    spread over seeds. Metrics a report has no value for are left out of its panel."""
+    if ablation.empty:
+        return _text_figure("no reports yet")
+    reports = list(dict.fromkeys(ablation["report"]))
+    metrics = [c.removesuffix("_mean") for c in ablation.columns if c.endswith("_mean")]
+    width = max(7.0, 1.5 + 1.2 * ablation.groupby("report").size().max())
+    figure = Figure(figsize=(width, 4.0 * len(reports)), layout="constrained")
+    for ax, report in zip(figure.subplots(len(reports), 1, squeeze=False)[:, 0], reports):
+        groups = ablation[ablation["report"] == report]
+        shown = [m for m in metrics if groups[f"{m}_mean"].notna().any()]
+        positions = np.arange(len(groups))
+        bar = 0.8 / max(1, len(shown))
+        for i, metric in enumerate(shown):
+            offset = (i - (len(shown) - 1) / 2) * bar
+            ax.bar(
+                positions + offset,
+                groups[f"{metric}_mean"].to_numpy(dtype=float),
+                width=bar,
+                yerr=groups[f"{metric}_sd"].fillna(0.0).to_numpy(dtype=float),
+                capsize=2,
+                label=groups["metric"].iloc[0] if metric == "value" else metric,
+            )
+        labels = [f"{c}\n(n={n})" for c, n in zip(groups["configuration"], groups["n"])]
+        ax.set_xticks(positions, labels=labels, rotation=20, ha="right", fontsize="small")
+        ax.set_title(report)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return figure
+
+
 def voc_palette() -> list[int]:
     """The PASCAL VOC colour map, flat (768 ints) as ``PIL.Image.putpalette`` takes it.
 

@@ -5,6 +5,7 @@ import pytest
 
 from semples.data import ingest
 from semples.data.index import IndexRecord, records_to_frame
+from semples.data.toy_world import ToyWorldConfig, render_scene
 
 NAMES = ("boat", "train", "cow")
 
@@ -39,9 +40,41 @@ def test_report_of_an_empty_index():
 def test_a_real_dataset_without_root_says_how_to_set_it(name):
     params = {"dataset": name, name: {"root": None, "splits": ["val"]}}
     with pytest.raises(ValueError, match=f"--params={name}_root=PATH"):
-        ingest.build_index(params, {}, {}, pd.DataFrame())
+        ingest.build_index(params, {}, {}, {}, pd.DataFrame())
 
 
 def test_voc_generates_no_files():
     files = ingest.generate_files({"dataset": "voc", "voc": {"root": "/nowhere"}})
-    assert files.images == {} and files.masks == {} and files.annotations.empty
+    assert files.images == {} and files.masks == {} and files.contexts == {}
+    assert files.annotations.empty
+
+
+def test_toy_world_generates_a_context_map_per_labelled_scene():
+    toy = {"num_train": 2, "num_val": 1, "num_captioned": 2, "image_size": 48}
+    files = ingest.generate_files({"dataset": "toy", "toy": toy})
+    ids = ["train_000000", "train_000001", "val_000000"]
+    assert sorted(files.contexts) == sorted(files.masks) == ids
+    scene = render_scene(ToyWorldConfig(**toy), "val", 0)
+    assert files.contexts["val_000000"].tobytes() == scene.context.tobytes()
+
+
+def test_index_rows_of_datasets_without_context_maps_have_no_context_path():
+    records = [IndexRecord("a", "train", "a.jpg", "a.png", 4, 3, (0,))]
+    assert records_to_frame(records, NAMES)["context_path"].isna().all()
+
+
+def test_a_toy_scene_without_its_context_map_is_named():
+    annotations = pd.DataFrame(
+        [("train_000000", "train", [0], None)], columns=list(ingest.ANNOTATION_COLUMNS)
+    )
+    images = masks = _Files({"train_000000": "/x/train_000000.png"})
+    params = {"dataset": "toy", "toy": {"num_train": 1, "num_val": 0, "num_captioned": 0}}
+    with pytest.raises(ValueError, match="no context map for toy scene 'train_000000'"):
+        ingest.build_index(params, images, masks, _Files({}), annotations)
+
+
+class _Files(dict):
+    """A saved mask set's interface as build_index uses it: ids and their paths."""
+
+    def path(self, item_id: str) -> str:
+        return self[item_id]

@@ -1,6 +1,7 @@
 """The toy world is a pure function of (seed, split, index) and keeps its statistical promises."""
 
 import dataclasses
+import hashlib
 import re
 
 import numpy as np
@@ -58,6 +59,26 @@ def test_same_id_gives_identical_bytes():
     )
 
 
+# sha256 of the scenes below as rendered before the context maps existed (commit 3ec532b): adding
+# the maps must not change a byte of any image, mask or caption.
+SCENES_BEFORE_CONTEXT_MAPS = "7ea0ac3d10d7d3ad4bd426d9b86c07ada7ce0448c29eafb2bd61a556621774c0"
+
+
+def test_scenes_are_unchanged_by_the_context_maps():
+    digest = hashlib.sha256()
+    for config in (CONFIG, ToyWorldConfig(image_size=48, seed=3, co_occurrence=1.0)):
+        for split, count in (("train", 12), ("val", 6)):
+            for index in range(count):
+                scene = render_scene(config, split, index)
+                digest.update(scene.image.tobytes())
+                digest.update(scene.mask.tobytes())
+        for index in range(12):
+            image, caption = render_captioned_scene(config, index)
+            digest.update(image.tobytes())
+            digest.update(caption.encode())
+    assert digest.hexdigest() == SCENES_BEFORE_CONTEXT_MAPS
+
+
 def test_rendering_order_does_not_matter():
     forward = [render_scene(CONFIG, "val", i).image.tobytes() for i in range(6)]
     backward = [render_scene(CONFIG, "val", i).image.tobytes() for i in reversed(range(6))]
@@ -108,6 +129,45 @@ def test_every_object_gets_its_context_at_full_co_occurrence():
 def test_no_context_at_zero_co_occurrence():
     config = dataclasses.replace(CONFIG, co_occurrence=0.0)
     assert all(render_scene(config, "train", i).contexts == () for i in range(30))
+
+
+def test_context_map_marks_drawn_contexts_and_never_an_object_pixel():
+    config = dataclasses.replace(CONFIG, max_objects=6, image_size=96)
+    for index in range(40):
+        scene = render_scene(config, "train", index)
+        assert scene.context.shape == scene.mask.shape and scene.context.dtype == np.uint8
+        assert not (scene.context[scene.mask > 0]).any()
+        owners = {TOY_CLASSES[int(k) - 1] for k in np.unique(scene.context) if k}
+        assert {TOY_CONTEXTS[name] for name in owners} <= set(scene.contexts)
+
+
+def test_context_map_shows_where_the_context_was_painted():
+    config = dataclasses.replace(CONFIG, co_occurrence=1.0)
+    aeroplane = TOY_CLASSES.index("aeroplane")
+    scenes = [render_scene(config, "val", i) for i in range(20)]
+    for scene in scenes:
+        assert {int(k) - 1 for k in np.unique(scene.context) if k} == set(scene.labels)
+    with_sky = [scene for scene in scenes if aeroplane in scene.labels]
+    assert with_sky
+    for scene in with_sky:  # the pixels marked as the aeroplane's context are sky: blue
+        sky = scene.image[scene.context == aeroplane + 1].astype(int)
+        assert (sky[:, 2] > sky[:, 0] + 20).all()
+
+
+def test_context_map_is_empty_without_contexts():
+    config = dataclasses.replace(CONFIG, co_occurrence=0.0)
+    assert all(not render_scene(config, "train", i).context.any() for i in range(20))
+
+
+def test_captioned_context_maps():
+    only = dataclasses.replace(CONFIG, context_only_fraction=1.0)
+    scene, _ = captioned_scene(only, 0)
+    (owner,) = [name for name, context in TOY_CONTEXTS.items() if context == scene.contexts[0]]
+    assert set(np.unique(scene.context)) == {0, TOY_CLASSES.index(owner) + 1}
+    cutouts = dataclasses.replace(
+        CONFIG, co_occurrence=1.0, context_only_fraction=0.0, object_cutout_fraction=1.0
+    )
+    assert not captioned_scene(cutouts, 0)[0].context.any()
 
 
 def test_drawn_contexts_belong_to_drawn_objects():

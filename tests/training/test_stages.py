@@ -89,6 +89,21 @@ def test_stage3_initial_weights_follow_the_switch():
         stages.stage3_initial_state(stage1, "random")
 
 
+def test_skipped_stages_of_each_configuration():
+    def skipped(loss_ablation="all", background_prompts="learned"):
+        params = copy.deepcopy(PARAMS)
+        params["train"]["loss_ablation"] = loss_ablation
+        return set(stages.skipped_stages({**params, "background_prompts": background_prompts}))
+
+    assert skipped() == set()
+    assert skipped("none") == {1, 2, 3}
+    assert skipped("match_only") == {2, 3}
+    assert skipped(background_prompts="handwritten") == {2}
+    assert skipped("refine_unlearned") == {2}
+    with pytest.raises(ValueError, match="loss_ablation must be one of"):
+        skipped("nothing")
+
+
 def test_handwritten_background_texts_in_class_order():
     params = {**PARAMS, "background_prompts": "handwritten"}
     texts = stages.background_texts(params, ["boat", "cow"])

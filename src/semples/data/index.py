@@ -20,13 +20,15 @@ from semples.data.classes import label_names, multi_hot
 logger = logging.getLogger(__name__)
 
 INDEX_COLUMNS = (
-    "id", "split", "image_path", "mask_path", "width", "height", "labels", "label_names",
+    "id", "split", "image_path", "mask_path", "context_path", "width", "height", "labels",
+    "label_names",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class IndexRecord:
-    """One image of one split. ``labels`` are 0-based foreground class indices."""
+    """One image of one split. ``labels`` are 0-based foreground class indices;
+    ``context_path`` is the toy world's context map (evaluation only), None elsewhere."""
 
     id: str
     split: str
@@ -35,6 +37,7 @@ class IndexRecord:
     width: int
     height: int
     labels: tuple[int, ...]
+    context_path: str | None = None
 
 
 class BadItemError(ValueError):
@@ -80,6 +83,7 @@ def records_to_frame(records: Iterable[IndexRecord], class_names: Sequence[str])
             "split": r.split,
             "image_path": r.image_path,
             "mask_path": r.mask_path,
+            "context_path": r.context_path,
             "width": int(r.width),
             "height": int(r.height),
             "labels": multi_hot(r.labels, len(class_names)),

@@ -1,8 +1,8 @@
 """Ingestion of the configured dataset in two steps, so that generated files are versioned.
 
 1. :func:`generate_files` returns what the dataset needs written: the toy world's images,
-   masks and captions; COCO's semantic masks rendered from instance annotations (lazily, one at
-   a time); nothing for VOC, whose files already exist.
+   masks, context maps (evaluation only) and captions; COCO's semantic masks rendered from
+   instance annotations (lazily, one at a time); nothing for VOC, whose files already exist.
 2. :func:`build_index` reads the saved files back (their paths are only known once saved) and
    the dataset's own files, validates every item and returns the image index.
 """
@@ -42,6 +42,7 @@ class GeneratedFiles:
 
     images: dict[str, np.ndarray | Callable[[], np.ndarray]] = field(default_factory=dict)
     masks: dict[str, np.ndarray | Callable[[], np.ndarray]] = field(default_factory=dict)
+    contexts: dict[str, np.ndarray] = field(default_factory=dict)
     annotations: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=list(ANNOTATION_COLUMNS))
     )
@@ -92,6 +93,7 @@ def _toy_files(config: ToyWorldConfig) -> GeneratedFiles:
             item_id = scene_id(split, index)
             files.images[item_id] = scene.image
             files.masks[item_id] = scene.mask
+            files.contexts[item_id] = scene.context
             rows.append((item_id, split, list(scene.labels), None))
     for index in range(config.num_captioned):
         image, caption = render_captioned_scene(config, index)
@@ -118,9 +120,13 @@ def _paths(files: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _toy_records(
-    config: ToyWorldConfig, images: Mapping, masks: Mapping, annotations: pd.DataFrame
+    config: ToyWorldConfig,
+    images: Mapping,
+    masks: Mapping,
+    contexts: Mapping,
+    annotations: pd.DataFrame,
 ) -> tuple[list[IndexRecord], pd.DataFrame]:
-    image_paths, mask_paths = _paths(images), _paths(masks)
+    image_paths, mask_paths, context_paths = _paths(images), _paths(masks), _paths(contexts)
     scenes = annotations[annotations["split"] != "captioned"]
     records = [
         IndexRecord(
@@ -128,6 +134,7 @@ def _toy_records(
             split=row.split,
             image_path=image_paths[row.id],
             mask_path=mask_paths[row.id],
+            context_path=_context_path(context_paths, row.id),
             width=config.image_size,
             height=config.image_size,
             labels=tuple(int(k) for k in row.labels),
@@ -145,10 +152,21 @@ def _toy_records(
     return records, caption_index
 
 
+def _context_path(context_paths: Mapping[str, str], item_id: str) -> str:
+    """A toy scene's context map; missing means the context set belongs to another run."""
+    if item_id not in context_paths:
+        raise ValueError(
+            f"no context map for toy scene {item_id!r} in generated_context_masks "
+            f"({len(context_paths)} maps): load the version written with generated_masks"
+        )
+    return context_paths[item_id]
+
+
 def build_index(
     params: Mapping[str, Any],
     images: Mapping[str, Any],
     masks: Mapping[str, Any],
+    contexts: Mapping[str, Any],
     annotations: pd.DataFrame,
 ) -> IngestedDataset:
     """Validate every item of the configured dataset and return the index (module docstring)."""
@@ -157,7 +175,7 @@ def build_index(
     caption_index = pd.DataFrame(columns=["id", "caption", "image_path"])
     if name == "toy":
         config = ToyWorldConfig(**params["toy"])
-        records, caption_index = _toy_records(config, images, masks, annotations)
+        records, caption_index = _toy_records(config, images, masks, contexts, annotations)
         class_names: Sequence[str] = TOY_CLASSES
     elif name == "voc":
         voc = params["voc"]

@@ -6,7 +6,9 @@ This world reproduces that problem at a size a CPU can train on. Six object clas
 simple, recognisable shapes on a neutral pastel background, each in its own horizontal slot so
 that none hides another. Every class has one context (boat -> water, train -> rails, ...) that is
 painted under or around the object with probability ``co_occurrence``. Scenes carry image-level
-labels; the pixel masks (in which contexts are background) serve evaluation only.
+labels; the pixel masks (in which contexts are background) serve evaluation only, and so do
+the context maps, which say whose context each background pixel is (to measure how much of an
+object's context a CAM marks as the object).
 
 A second, captioned set pretrains the tiny CLIP. It holds context-only scenes, so that CLIP learns
 what "water" looks like, and captions that often name only the object of an object-on-context
@@ -90,12 +92,15 @@ class ToyWorldConfig:
 @dataclass(frozen=True, eq=False)
 class ToyScene:
     """One rendered scene. ``mask`` value k (1..6) is ``TOY_CLASSES[k - 1]``, 0 is background
-    (contexts included); ``labels`` are the sorted 0-based classes present."""
+    (contexts included); ``labels`` are the sorted 0-based classes present. ``context`` (for
+    evaluation only) is k where the context of the object of class k shows (painted there and
+    not covered by an object; a later context covers an earlier one as on the canvas), else 0."""
 
     image: np.ndarray
     mask: np.ndarray
     labels: tuple[int, ...]
     contexts: tuple[str, ...]
+    context: np.ndarray
 
 
 def split_sizes(config: ToyWorldConfig) -> dict[str, int]:
@@ -138,7 +143,13 @@ def _cut_out_objects(scene: ToyScene) -> ToyScene:
     """The objects alone on black: what a CLIP trained on web data knows (an object is itself
     without its usual context), and what SemPLES's masked foregrounds look like."""
     image = np.where(scene.mask[..., None] > 0, scene.image, 0).astype(np.uint8)
-    return ToyScene(image=image, mask=scene.mask, labels=scene.labels, contexts=())
+    return ToyScene(
+        image=image,
+        mask=scene.mask,
+        labels=scene.labels,
+        contexts=(),
+        context=np.zeros_like(scene.context),
+    )
 
 
 def render_captioned_scene(config: ToyWorldConfig, index: int) -> tuple[np.ndarray, str]:
@@ -178,16 +189,20 @@ def _compose(config: ToyWorldConfig, rng: np.random.Generator, classes: list[int
     size = config.image_size
     canvas = _background(rng, size)
     mask = np.zeros((size, size), np.uint8)
+    context_map = np.zeros((size, size), np.uint8)
     placements = _place_objects(rng, classes, size)
     contexts = []
     for placement in placements:
         if rng.random() < config.co_occurrence:
             context = TOY_CONTEXTS[TOY_CLASSES[placement.class_index]]
-            _paint_context(canvas, rng, context, placement)
+            _paint_context(canvas, context_map, rng, context, placement)
             contexts.append(context)
     drawn = [_paste_object(canvas, mask, rng, placement) for placement in placements]
     _check_visible(mask, placements, drawn)
-    return ToyScene(_finish(canvas, rng), mask, tuple(sorted(classes)), tuple(contexts))
+    context_map[mask > 0] = 0
+    return ToyScene(
+        _finish(canvas, rng), mask, tuple(sorted(classes)), tuple(contexts), context_map
+    )
 
 
 def _compose_context_only(
@@ -198,8 +213,10 @@ def _compose_context_only(
     canvas = _background(rng, size)
     owner = next(name for name, ctx in TOY_CONTEXTS.items() if ctx == context)
     (placement,) = _place_objects(rng, [TOY_CLASSES.index(owner)], size)
-    _paint_context(canvas, rng, context, placement)
-    return ToyScene(_finish(canvas, rng), np.zeros((size, size), np.uint8), (), (context,))
+    context_map = np.zeros((size, size), np.uint8)
+    _paint_context(canvas, context_map, rng, context, placement)
+    mask = np.zeros((size, size), np.uint8)
+    return ToyScene(_finish(canvas, rng), mask, (), (context,), context_map)
 
 
 def _place_objects(rng: np.random.Generator, classes: list[int], size: int) -> list[_Placement]:
@@ -226,14 +243,20 @@ def _place_objects(rng: np.random.Generator, classes: list[int], size: int) -> l
 
 
 def _paint_context(
-    canvas: np.ndarray, rng: np.random.Generator, context: str, placement: _Placement
+    canvas: np.ndarray,
+    context_map: np.ndarray,
+    rng: np.random.Generator,
+    context: str,
+    placement: _Placement,
 ) -> None:
-    """Paint ``context`` over the object's slot (a little wider), at the rows where it belongs."""
+    """Paint ``context`` over the object's slot (a little wider), at the rows where it belongs,
+    and mark those pixels with the object's label value in ``context_map``."""
     size = canvas.shape[0]
     left = max(0, placement.slot[0] - int(rng.integers(0, 4)))
     right = min(size, placement.slot[1] + int(rng.integers(0, 4)))
     top, bottom = _context_rows(rng, context, placement.box, size)
     canvas[top:bottom, left:right] = _TEXTURES[context](rng, bottom - top, right - left)
+    context_map[top:bottom, left:right] = placement.class_index + 1
 
 
 def _context_rows(

@@ -310,20 +310,31 @@ def load_generator_weights(model: MaskGenerator, path: str | Path) -> None:
         logger.info("loaded %d tensors from %s into the %s", len(fitting), path, target_name)
 
 
+MASK_ACTIVATIONS = ("sigmoid", "relu_max")
+
+
 def masks_for_pairs(
     logits: Tensor,
     batch_index: Tensor,
     class_index: Tensor,
     size: tuple[int, int],
     eps: float = 1e-1,
+    activation: str = "sigmoid",
 ) -> Tensor:
     """Training masks M_k ``[P, H, W]`` for the positive (image, class) pairs.
 
-    Sigmoid of each selected map, bilinearly upsampled to ``size`` (align_corners=False), then
-    min-max normalised per map as (m - min) / (max - min + eps), the reference code's
-    normalisation: every map then spans [0, 1) with minimum 0, whatever its absolute level, and
-    the eps keeps a nearly flat map nearly zero instead of amplifying its noise. Pairs are
-    selected before upsampling, so only positive maps are upsampled. Differentiable.
+    ``sigmoid`` (the reference code): sigmoid of each selected map, bilinearly upsampled to
+    ``size`` (align_corners=False), then min-max normalised per map as
+    (m - min) / (max - min + eps): every map spans [0, 1) with minimum 0, and the eps keeps a
+    nearly flat map nearly zero instead of amplifying its noise.
+
+    ``relu_max``: ReLU of each map, upsampled, divided by its maximum (+ ``eps`` times a
+    floor of 1, so a map with no positive evidence stays near zero): the same function of the
+    logits as the CAMs that inference scores (:func:`inference_cams`, max-normalised), so what
+    CLIP's gradient reshapes is what the threshold sweep reads. A sigmoid saturates where a
+    trained CAM network's logits are large, and its masks then cover object and context alike.
+
+    Pairs are selected before upsampling, so only positive maps are upsampled. Differentiable.
     """
     if logits.ndim != 4:
         raise ValueError(f"expected logits [B, K, h, w], got {tuple(logits.shape)}")
@@ -332,7 +343,14 @@ def masks_for_pairs(
             "batch_index and class_index must be 1-D of equal length, got "
             f"{tuple(batch_index.shape)} and {tuple(class_index.shape)}"
         )
-    maps = torch.sigmoid(logits[batch_index, class_index]).unsqueeze(1)
+    if activation not in MASK_ACTIVATIONS:
+        raise ValueError(f"unknown mask activation {activation!r}; choose one of {MASK_ACTIVATIONS}")
+    selected = logits[batch_index, class_index].unsqueeze(1)
+    if activation == "relu_max":
+        maps = F.interpolate(F.relu(selected), size=size, mode="bilinear", align_corners=False)
+        maps = maps.squeeze(1)
+        return maps / (maps.amax(dim=(1, 2), keepdim=True).clamp_min(1.0 * eps) + 1e-5)
+    maps = torch.sigmoid(selected)
     maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False).squeeze(1)
     low = maps.amin(dim=(1, 2), keepdim=True)
     high = maps.amax(dim=(1, 2), keepdim=True)

@@ -7,8 +7,12 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, TypeVar
 
 from semples.checkpoints import fingerprint as run_fingerprint
+from semples.models.cam_networks import MASK_ACTIVATIONS
 
 STAGES = (1, 2, 3)
+# What stages 1 and 3 train of S: every weight, or only its 1x1 classifier on a frozen trunk
+# (the reference's WeakTr generator passes gradient to its head and fusion module only).
+TRAINABLE_PARTS = ("all", "head")
 T = TypeVar("T")
 
 
@@ -66,6 +70,8 @@ class StageConfig:
     lam: float = 0.05
     area_weight: float = 0.0
     mask_eps: float = 0.1
+    mask_activation: str = "sigmoid"
+    trainable: str = "all"
     text_term: str = "paper"
     prompt_image_term: bool = True
     prompt_text_term: bool = True
@@ -86,6 +92,14 @@ class StageConfig:
             raise ValueError(f"max_steps must be at least 1 or null, got {self.max_steps}")
         if self.text_term not in ("paper", "reference"):
             raise ValueError(f"text_term must be 'paper' or 'reference', got {self.text_term!r}")
+        if self.mask_activation not in MASK_ACTIVATIONS:
+            raise ValueError(
+                f"mask_activation must be one of {MASK_ACTIVATIONS}, got {self.mask_activation!r}"
+            )
+        if self.trainable not in TRAINABLE_PARTS:
+            raise ValueError(
+                f"trainable must be one of {TRAINABLE_PARTS}, got {self.trainable!r}"
+            )
         if self.stage == 2 and not (self.prompt_image_term or self.prompt_text_term):
             raise ValueError("stage 2 needs at least one of prompt_image_term, prompt_text_term")
 

@@ -106,8 +106,9 @@ def stage_losses(
         with _autocast(images.device, config.amp):
             logits = generator(images)
         masks = masks_for_pairs(
-            logits.float(), batch_index, class_index, images.shape[-2:], eps=config.mask_eps
-        )
+            logits.float(), batch_index, class_index, images.shape[-2:],
+            eps=config.mask_eps, activation=config.mask_activation,
+        )  # fmt: skip
     pair_images = images[batch_index]
     soft_masks = masks.unsqueeze(1)
     label_features = models.label_features[class_index]
@@ -140,7 +141,13 @@ def stage_losses(
 
 
 def _trainable(config: StageConfig, models: StageModels) -> nn.Module:
-    return models.prompts if config.stage == 2 else models.generator
+    """The module the stage trains: the prompts (stage 2) or S. With ``trainable: head`` S's
+    trunk gets no gradient (and keeps its batch-norm statistics), only its 1x1 classifier."""
+    if config.stage == 2:
+        return models.prompts
+    if config.trainable == "head":
+        models.generator.backbone.requires_grad_(False)
+    return models.generator
 
 
 def _checkpoint_state(models: StageModels, optimizer, epoch: int, step: int, history) -> dict:
@@ -171,7 +178,7 @@ def train_stage(
     rank, world = distributed.rank(), distributed.world_size()
     torch.manual_seed(config.seed)
     module = _trainable(config, models)
-    models.generator.train(config.stage != 2)
+    models.generator.train(config.stage != 2 and config.trainable == "all")
     optimizer = torch.optim.AdamW(
         [p for p in module.parameters() if p.requires_grad],
         lr=config.effective_lr,

@@ -266,3 +266,25 @@ def background_texts(params: Mapping[str, Any], class_names: Sequence[str]) -> l
     if missing:
         raise ValueError(f"handwritten_prompts has no text for classes {missing}")
     return [texts[name] for name in class_names]
+
+
+CAM_CLASSIFIER_ONLY = "none"
+
+
+def skipped_stages(params: Mapping[str, Any]) -> dict[int, str]:
+    """The SemPLES stages this run skips, with the reason, so training and evaluation agree.
+
+    ``train.loss_ablation: none`` skips all three (the CAM classifier alone: the ablation's
+    baseline); it is answered here, before :func:`stage_config_of`, which knows only the
+    paper's rows. Otherwise stage 2 is skipped when prompts are not learned and stage 3 when it
+    has no L_refine (``match_only``); a skipped stage passes its input on unchanged.
+    """
+    if params["train"]["loss_ablation"] == CAM_CLASSIFIER_ONLY:
+        reason = "loss_ablation none: the CAM classifier alone"
+        return {1: reason, 2: reason, 3: reason}
+    skipped = {}
+    if params["background_prompts"] != "learned" or not stage_config_of(2, params).learn_prompts:
+        skipped[2] = "background prompts are not learned in this run"
+    if not stage_config_of(3, params).refine:
+        skipped[3] = "no L_refine (match_only)"
+    return skipped

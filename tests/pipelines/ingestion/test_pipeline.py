@@ -28,7 +28,7 @@ def run(tmp_path, pipeline, params=PARAMS) -> DataCatalog:
                 name: MaskSetDataset(
                     path=str(tmp_path / name), version=Version(None, None), progress=False
                 )
-                for name in ("generated_images", "generated_masks")
+                for name in ("generated_images", "generated_masks", "generated_context_masks")
             },
         },
         keep=["image_index", "caption_index", "ingestion_report@json"],
@@ -42,7 +42,8 @@ def test_toy_ingestion_builds_index_captions_and_report(tmp_path):
 
     index = catalog.load("image_index")
     assert list(index.columns) == [
-        "id", "split", "image_path", "mask_path", "width", "height", "labels", "label_names",
+        "id", "split", "image_path", "mask_path", "context_path", "width", "height", "labels",
+        "label_names",
     ]  # fmt: skip
     assert index["split"].value_counts().to_dict() == {"train": 6, "val": 3}
     assert all(len(labels) == len(TOY_CLASSES) and sum(labels) >= 1 for labels in index["labels"])
@@ -51,6 +52,10 @@ def test_toy_ingestion_builds_index_captions_and_report(tmp_path):
     assert masks.path(row["id"]).as_posix() == row["mask_path"]
     present = sorted({int(v) - 1 for v in pd.unique(masks.read(row["id"]).ravel()) if v})
     assert [TOY_CLASSES[k] for k in present] == list(row["label_names"])
+    contexts = catalog.load("generated_context_masks")
+    assert contexts.path(row["id"]).as_posix() == row["context_path"]
+    context = contexts.read(row["id"])
+    assert context.shape == (48, 48) and not context[masks.read(row["id"]) > 0].any()
 
     captions = catalog.load("caption_index")
     assert len(captions) == 4 and captions["caption"].str.startswith("a photo of ").all()

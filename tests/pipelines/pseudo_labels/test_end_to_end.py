@@ -66,6 +66,13 @@ def test_cam_report_and_cam_set(project):
         "sheep",
     }
     assert report["params"]["seed"] == 1 and report["params"]["max_steps"] == 2
+    assert report["params"]["dataset"] == "toy"
+    assert 0.0 <= report["context_leak"]["overall"] <= 1.0
+    assert list(report["stages"]) == ["initial", "stage1", "stage3"]
+    for name, stage in report["stages"].items():
+        assert 0.0 <= stage["miou"] <= 1.0 and stage["num_images"] == 8, name
+        assert stage["skipped"] is False and stage["scales"] == [1.0], name
+        assert 0.0 <= stage["context_leak"]["overall"] <= 1.0, name
     cams = MaskSetDataset(
         path=str(project / "data/07_model_output/cams"), version=Version(None, None)
     ).load()
@@ -87,6 +94,7 @@ def test_pseudo_masks_and_their_report(project):
     assert report["refine"] == "irn+crf" and report["split"] == "val"
     assert report["num_images"] == 8 and 0.0 <= report["miou"] <= 1.0
     assert 0.0 <= report["cam_miou"] <= 1.0 and len(report["per_class_iou"]) == 7
+    assert set(report["context_leak"]["per_class"]) == set(report["per_class_iou"]) - {"background"}
     masks = MaskSetDataset(
         path=str(project / "data/07_model_output/pseudo_masks"), version=Version(None, None)
     ).load()
@@ -127,6 +135,16 @@ def test_reporting_compares_the_cam_runs(project):
     cam_rows = table[table["report"] == "cam_metrics"]
     assert cam_rows["params.seed"].tolist() == [0, 1]
     assert cam_rows["metric"].tolist() == ["miou", "miou"]
+    assert cam_rows[["initial_miou", "stage1_miou", "stage3_miou"]].notna().all().all()
+    ablation = pd.read_csv(
+        saved(
+            project,
+            "data/08_reporting/ablation_table.csv",
+            versions(project, "data/08_reporting/ablation_table.csv")[-1],
+        )
+    )
+    cam_groups = ablation[ablation["report"] == "cam_metrics"]
+    assert cam_groups["n"].tolist() == [2] and cam_groups["seeds"].tolist() == ["[0, 1]"]
     pseudo_rows = table[table["report"] == "pseudo_mask_metrics"]
     assert pseudo_rows["params.seed"].tolist() == [0, 1]
 
@@ -150,6 +168,7 @@ def test_voc_layout_from_a_clip_weights_file_to_deeplab(project, tmp_path):
     assert zero_shot["skipped"] is True
     report = latest_json(project, "data/08_reporting/cam_metrics.json")
     assert report["split"] == "train" and report["num_images"] == 2
+    assert report["context_leak"] is None and report["stages"]["stage1"]["context_leak"] is None
     assert report["params"]["clip"] == "ViT-B-32" and report["params"]["generator"] == "resnet50"
     assert len(report["per_class_iou"]) == 21
     cams = MaskSetDataset(

@@ -9,15 +9,15 @@ import pandas as pd
 from semples.data import ingest
 
 
-def generate_dataset_files(params: dict[str, Any]) -> tuple[dict, dict, pd.DataFrame]:
+def generate_dataset_files(params: dict[str, Any]) -> tuple[dict, dict, dict, pd.DataFrame]:
     files = ingest.generate_files(params)
-    return files.images, files.masks, files.annotations
+    return files.images, files.masks, files.contexts, files.annotations
 
 
 def build_image_index(
-    images, masks, annotations: pd.DataFrame, params: dict[str, Any]
+    images, masks, contexts, annotations: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
-    dataset = ingest.build_index(params, images, masks, annotations)
+    dataset = ingest.build_index(params, images, masks, contexts, annotations)
     classes = {"dataset": ingest.dataset_name(params), "class_names": dataset.class_names}
     skipped = pd.DataFrame(dataset.skipped, columns=["id", "split", "path", "reason"])
     return dataset.image_index, dataset.caption_index, classes, skipped

@@ -11,7 +11,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 nodes.generate_dataset_files,
                 inputs="params:ingestion",
-                outputs=["generated_images", "generated_masks", "generated_annotations"],
+                outputs=[
+                    "generated_images",
+                    "generated_masks",
+                    "generated_context_masks",
+                    "generated_annotations",
+                ],
                 name="generate_dataset_files",
             ),
             node(
@@ -19,6 +24,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "generated_images",
                     "generated_masks",
+                    "generated_context_masks",
                     "generated_annotations",
                     "params:ingestion",
                 ],

@@ -19,6 +19,12 @@ from semples.training import stages
 logger = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ("epoch", "lr", "note")
+# The generator weights each stage's scores in the CAM report come from.
+STAGE_WEIGHTS = {
+    "initial": "initial_generator_weights",
+    "stage1": "stage1_checkpoint",
+    "stage3": "stage3_checkpoint",
+}
 
 
 def pretrain_clip(
@@ -53,6 +59,10 @@ def train_stage1(
     initial: dict,
     params: dict[str, Any],
 ) -> tuple[dict, pd.DataFrame]:
+    skipped = stages.skipped_stages(params)
+    if 1 in skipped:
+        history = stages.skipped_history(1, skipped[1])
+        return {"generator": initial, "initial_generator": initial}, history
     inputs = _inputs(1, image_index, classes, clip_weights, params, generator_state=initial)
     state, history = stages.run_stage_launched(inputs)
     return {"generator": state["generator"], "initial_generator": initial}, history
@@ -61,9 +71,9 @@ def train_stage1(
 def train_stage2(
     image_index: pd.DataFrame, classes: dict, clip_weights: dict, stage1: dict, params: dict
 ) -> tuple[dict, pd.DataFrame]:
-    config = stages.stage_config_of(2, params)
-    if params["background_prompts"] != "learned" or not config.learn_prompts:
-        return {}, stages.skipped_history(2, "background prompts are not learned in this run")
+    skipped = stages.skipped_stages(params)
+    if 2 in skipped:
+        return {}, stages.skipped_history(2, skipped[2])
     inputs = _inputs(
         2, image_index, classes, clip_weights, params, generator_state=stage1["generator"]
     )
@@ -79,10 +89,9 @@ def train_stage3(
     prompts: dict,
     params: dict[str, Any],
 ) -> tuple[dict, pd.DataFrame]:
-    if not stages.stage_config_of(3, params).refine:
-        return {"generator": stage1["generator"]}, stages.skipped_history(
-            3, "no L_refine (match_only)"
-        )
+    skipped = stages.skipped_stages(params)
+    if 3 in skipped:
+        return {"generator": stage1["generator"]}, stages.skipped_history(3, skipped[3])
     inputs = _inputs(
         3, image_index, classes, clip_weights, params,
         generator_state=stages.stage3_initial_state(stage1, params["train"]["stage3_init"]),
@@ -119,22 +128,70 @@ def _evaluated(image_index: pd.DataFrame, split: str, saved, num_classes: int):
     return rows, cams.gt_mask_loaders(rows, num_classes)
 
 
+def _report_params(params: dict[str, Any], classes: dict) -> dict[str, Any]:
+    """The key parameters plus the dataset, so that runs on different data are told apart."""
+    return {**stages.report_params(params), "dataset": classes.get("dataset")}
+
+
+def _leak_text(report: dict[str, Any]) -> str:
+    overall = (report["context_leak"] or {}).get("overall")
+    return "" if overall is None else f", context leak {overall:.4f}"
+
+
+def _score_stages(
+    states: dict[str, dict], rows: pd.DataFrame, gt, contexts, names: list, params: dict
+) -> dict[str, dict]:
+    """Each stage's generator scored in memory on the evaluation rows, logged one per line."""
+    evaluation = params["evaluation"]
+    device = stages.resolve_device(params["device"])
+
+    def score(name: str, state: dict) -> dict:
+        generator = stages.generator_module(params["generator"], len(names), state).to(device)
+        report = cams.evaluate_generator(
+            generator, rows, gt, names, evaluation["thresholds"],
+            evaluation["stage_scales"], evaluation["stage_flip"], device, contexts,
+        )  # fmt: skip
+        return {**report, "source": STAGE_WEIGHTS[name]}
+
+    skipped = {f"stage{n}": reason for n, reason in stages.skipped_stages(params).items()}
+    reports = cams.evaluate_stages(states, skipped, score)
+    for name, report in reports.items():
+        logger.info(
+            "CAM mIoU of %s on %s (%s, scales %s): %.4f at threshold %.2f%s%s",
+            *(name, evaluation["split"], report["source"], report["scales"]),
+            *(report["miou"], report["best_threshold"], _leak_text(report)),
+            f" (skipped: {report['skip_reason']})" if report["skipped"] else "",
+        )
+    return reports
+
+
 def evaluate_cams(
-    cam_set, image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
+    cam_set,
+    image_index: pd.DataFrame,
+    classes: dict,
+    initial: dict,
+    stage1: dict,
+    stage3: dict,
+    params: dict[str, Any],
 ) -> tuple[dict[str, Any], Figure]:
     names = classes["class_names"]
-    split = params["evaluation"]["split"]
+    evaluation = params["evaluation"]
+    split = evaluation["split"]
     rows, gt = _evaluated(image_index, split, cam_set, len(names))
+    contexts = cams.context_map_loaders(rows, len(names))
     report = cams.evaluate_cams(
-        {i: cam_set[i] for i in rows["id"]}, gt, names, params["evaluation"]["thresholds"]
+        {i: cam_set[i] for i in rows["id"]}, gt, names, evaluation["thresholds"], contexts
     )
-    report.update(split=split, params=stages.report_params(params))
     logger.info(
-        "CAM mIoU on %s: %.4f at threshold %.2f (trivial map: %.4f, %d images)",
+        "CAM mIoU on %s: %.4f at threshold %.2f (trivial map: %.4f, %d images)%s",
         *(split, report["miou"], report["best_threshold"]),
-        *(report["trivial_miou"], report["num_images"]),
+        *(report["trivial_miou"], report["num_images"], _leak_text(report)),
     )
-    shown = rows.head(params["evaluation"]["overlay_images"])
+    states = {"initial": initial, "stage1": stage1["generator"], "stage3": stage3["generator"]}
+    report["stages"] = _score_stages(states, rows, gt, contexts, names, params)
+    scored = {key: evaluation[key] for key in ("thresholds", "stage_scales", "stage_flip")}
+    report.update(split=split, params={**_report_params(params, classes), "evaluation": scored})
+    shown = rows.head(evaluation["overlay_images"])
     figure = viz.cam_overlay_figure(
         [read_rgb(p) for p in shown["image_path"]],
         [cam_set.read(i) for i in shown["id"]],
@@ -182,7 +239,8 @@ def evaluate_pseudo_masks(
     names = ["background", *classes["class_names"]]
     split = params["evaluation"]["split"]
     rows, gt = _evaluated(image_index, split, mask_set, len(classes["class_names"]))
-    report = evaluate_label_maps({i: mask_set[i] for i in rows["id"]}, gt, names)
+    contexts = cams.context_map_loaders(rows, len(classes["class_names"]))
+    report = evaluate_label_maps({i: mask_set[i] for i in rows["id"]}, gt, names, contexts)
     thresholded = jobs.pseudo_mask_jobs(
         cam_set, rows, "none", {"cam_threshold": settings["cam_threshold"]}
     )
@@ -190,11 +248,11 @@ def evaluate_pseudo_masks(
     report.update(
         split=split,
         refine=settings["refine"],
-        params={**stages.report_params(params), "pseudo_masks": dict(settings)},
+        params={**_report_params(params, classes), "pseudo_masks": dict(settings)},
     )
     logger.info(
-        "Pseudo-mask mIoU on %s (%s): %.4f; the CAMs they came from at threshold %.2f: %.4f",
-        *(split, settings["refine"], report["miou"]),
+        "Pseudo-mask mIoU on %s (%s): %.4f%s; the CAMs they came from at threshold %.2f: %.4f",
+        *(split, settings["refine"], report["miou"], _leak_text(report)),
         *(settings["cam_threshold"], report["cam_miou"]),
     )
     return report

@@ -60,7 +60,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 nodes.evaluate_cams,
-                inputs=["cams", "image_index", "dataset_classes", "params:pseudo_labels"],
+                inputs=[
+                    "cams",
+                    "image_index",
+                    "dataset_classes",
+                    "initial_generator_weights",
+                    "stage1_checkpoint",
+                    "stage3_checkpoint",
+                    "params:pseudo_labels",
+                ],
                 outputs=["cam_metrics@json", "cam_overlays_plot"],
                 name="evaluate_cams",
             ),

@@ -39,3 +39,17 @@ def plot_per_class_latest_runs(params: dict[str, Any], **histories: dict[str, di
         if histories.get(name)
     }
     return viz.plot_per_class_latest_runs(frames)
+
+
+def tabulate_ablation(table: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    ablation = reporting.ablation_table(table, params["ablation"]["reports"])
+    logger.info(
+        "Runs grouped by configuration (all parameters but the seed; %s has them all):\n%s",
+        "ablation_table",
+        reporting.table_to_markdown(reporting.ablation_summary(ablation)),
+    )
+    return ablation
+
+
+def plot_ablation(ablation: pd.DataFrame) -> Figure:
+    return viz.plot_ablation(ablation)

@@ -1,4 +1,5 @@
-"""reporting: every saved version of each report -> comparison table + plots."""
+"""reporting: every saved version of each report -> comparison table, the runs grouped by
+configuration (ablation table) + plots."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
@@ -25,6 +26,18 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs="run_comparison",
                 outputs="headline_across_runs_plot",
                 name="plot_headline_across_runs",
+            ),
+            node(
+                nodes.tabulate_ablation,
+                inputs=["run_comparison", "params:reporting"],
+                outputs="ablation_table",
+                name="tabulate_ablation",
+            ),
+            node(
+                nodes.plot_ablation,
+                inputs="ablation_table",
+                outputs="ablation_plot",
+                name="plot_ablation",
             ),
             node(
                 nodes.plot_per_class_latest_runs,

@@ -1,0 +1,121 @@
+"""What the SemPLES objective prefers, measured on the toy world with the run's own toy CLIP.
+
+Scores L_match (Eq. 1), the area term, L_refine (Eq. 3, against the hand-written context texts
+and, when the run learned them, its prompts) on the ground-truth masks of val scenes, on
+blurred / eroded / dilated copies, on the object with its context, the context alone, the whole
+image, and on the training masks of the run's initial, stage-1 and stage-3 generators. If the
+objective is not lowest near the ground truth, no optimiser can make the stages help.
+
+    python benchmarks/objective_preferences.py [--scenes 150] [--lambda-b 1] [--area 3]
+
+Reads the latest versions of the run's artefacts under data/ (run `kedro run
+--pipeline=pseudo_labels` first); prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from semples.clip import TOY_CLIP
+from semples.clip.model import class_text_features, load_clip
+from semples.clip.prompts import PromptLearner
+from semples.data.toy_world import ToyWorldConfig, render_scene
+from semples.data.images import to_tensor
+from semples.diagnostics import Pair, objective_table
+from semples.models import masks_for_pairs
+from semples.training import stages
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def latest(name: str, file: str) -> Path | None:
+    found = sorted(glob.glob(str(ROOT / "data" / name / "*" / file)))
+    return Path(found[-1]) if found else None
+
+
+def load_state(folder: str) -> dict | None:
+    path = latest(folder, Path(folder).name)
+    return torch.load(path, map_location="cpu", weights_only=True) if path else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenes", type=int, default=150)
+    parser.add_argument("--lambda-b", type=float, default=None)
+    parser.add_argument("--area", type=float, default=None)
+    parser.add_argument("--lam", type=float, default=None)
+    args = parser.parse_args()
+
+    params = yaml.safe_load((ROOT / "conf/base/parameters_pseudo_labels.yml").read_text())
+    params = params["pseudo_labels"]
+    toy = yaml.safe_load((ROOT / "conf/base/parameters_ingestion.yml").read_text())
+    world = ToyWorldConfig(**toy["ingestion"]["toy"])
+    common = params["train"]["common"]
+    lambda_b = common["lambda_b"] if args.lambda_b is None else args.lambda_b
+    area = common["area_weight"] if args.area is None else args.area
+    lam = common["lam"] if args.lam is None else args.lam
+    names = json.loads(latest("02_intermediate/dataset_classes.json", "dataset_classes.json")
+                       .read_text())["class_names"]  # fmt: skip
+
+    clip = load_clip(TOY_CLIP, state_dict=load_state("06_models/clip_weights.pt"))
+    labels = class_text_features(clip, names, params["text_template"])
+    handwritten = clip.encode_texts([params["handwritten_prompts"][n] for n in names])
+
+    pairs = []
+    for index in range(args.scenes):
+        scene = render_scene(world, "val", index)
+        context = getattr(scene, "context", None)
+        for k in scene.labels:
+            pairs.append(Pair(
+                image=to_tensor(scene.image), class_index=k, object_mask=scene.mask == k + 1,
+                context_mask=None if context is None else context == k + 1,
+            ))  # fmt: skip
+
+    images = torch.stack([p.image for p in pairs])
+    batch_index = torch.arange(len(pairs))
+    class_index = torch.tensor([p.class_index for p in pairs])
+    generators = {
+        "initial generator": load_state("06_models/initial_generator_weights.pt"),
+        "stage-1 generator": (load_state("06_models/stage1_checkpoint.pt") or {}).get("generator"),
+        "stage-3 generator": (load_state("06_models/stage3_checkpoint.pt") or {}).get("generator"),
+    }
+    masks = {}
+    for name, state in generators.items():
+        if state is None:
+            continue
+        generator = stages.generator_module(params["generator"], len(names), state).eval()
+        with torch.no_grad():
+            logits = generator(images)
+        masks[f"{name}'s masks"] = masks_for_pairs(
+            logits, batch_index, class_index, images.shape[-2:], eps=common["mask_eps"],
+            activation=common.get("mask_activation", "sigmoid"),
+        )  # fmt: skip
+
+    print(f"{len(pairs)} positive pairs of {args.scenes} val scenes; lambda_b={lambda_b}, "
+          f"area weight={area}, lambda={lam}")  # fmt: skip
+    for prompts_name, background in (("hand-written context texts", handwritten),):
+        table = objective_table(clip, pairs, labels, background, masks, lambda_b, area, lam)
+        print(f"\nL_refine against the {prompts_name}:\n")
+        print(table.to_string(float_format="%.3f"))
+    prompts = load_state("06_models/background_prompts.pt")
+    if prompts:
+        learner = PromptLearner(clip, len(names), length=params["prompts"]["length"],
+                                prefix=params["prompts"]["prefix"])  # fmt: skip
+        learner.load_state_dict(prompts)
+        with torch.no_grad():
+            learned = learner()
+        table = objective_table(clip, pairs, labels, learned, {}, lambda_b, area, lam)
+        print("\nL_refine against the learned prompts:\n")
+        print(table[["L_refine", "total"]].to_string(float_format="%.3f"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""What the SemPLES objective prefers: its terms scored on chosen masks instead of learned ones.
+
+A stage can only improve the CAMs if its objective is lowest at the object. Feeding CLIP the
+ground-truth mask, blurred / eroded / dilated copies of it, the object with its context, the
+context alone, the whole image and the masks a generator actually produces, and scoring every
+term on each, says whether the optimum is the object (then the optimisation is to blame when a
+stage does not help) or something else (then the world, the frozen CLIP or the
+parameterisation is). Evaluation only: ground truth never reaches training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import ndimage
+from torch import Tensor
+
+from semples.clip.model import FrozenClip
+from semples.losses import area_loss, clamped_similarity, match_loss, refine_loss
+
+MaskVariant = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One positive (image, class) pair: the image in [0, 1] (3 x H x W), the class (0-based),
+    its ground-truth object mask and, where the world keeps one, its context mask (H x W bool)."""
+
+    image: Tensor
+    class_index: int
+    object_mask: np.ndarray
+    context_mask: np.ndarray | None = None
+
+
+def _disk(radius: int) -> np.ndarray:
+    grid = np.arange(-radius, radius + 1)
+    return grid[:, None] ** 2 + grid[None, :] ** 2 <= radius**2
+
+
+def dilated(radius: int) -> MaskVariant:
+    return lambda mask, _: ndimage.binary_dilation(mask, _disk(radius)).astype(np.float32)
+
+
+def eroded(radius: int) -> MaskVariant:
+    return lambda mask, _: ndimage.binary_erosion(mask, _disk(radius)).astype(np.float32)
+
+
+def blurred(sigma: float) -> MaskVariant:
+    def variant(mask: np.ndarray, _: np.ndarray | None) -> np.ndarray:
+        soft = ndimage.gaussian_filter(mask.astype(np.float32), sigma)
+        return soft / max(float(soft.max()), 1e-6)
+
+    return variant
+
+
+def _with_context(mask: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+    return (mask | (context if context is not None else False)).astype(np.float32)
+
+
+def _context_only(mask: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+    return (context if context is not None else np.zeros_like(mask)).astype(np.float32)
+
+
+GROUND_TRUTH_VARIANTS: dict[str, MaskVariant] = {
+    "ground truth": lambda mask, _: mask.astype(np.float32),
+    "GT blurred (sigma 2 px)": blurred(2.0),
+    "GT eroded 2 px": eroded(2),
+    "GT dilated 4 px": dilated(4),
+    "GT dilated 12 px": dilated(12),
+    "GT dilated 24 px": dilated(24),
+    "GT + its context": _with_context,
+    "context alone": _context_only,
+    "whole image": lambda mask, _: np.ones_like(mask, dtype=np.float32),
+}
+
+
+def soft_iou(masks: Tensor, truth: Tensor) -> Tensor:
+    """Mean soft IoU sum(min) / sum(max) of masks [P, H, W] in [0, 1] with binary truth."""
+    inter = torch.minimum(masks, truth).sum(dim=(1, 2))
+    union = torch.maximum(masks, truth).sum(dim=(1, 2)).clamp_min(1e-6)
+    return (inter / union).mean()
+
+
+@torch.no_grad()
+def score_masks(
+    clip: FrozenClip,
+    pairs: Sequence[Pair],
+    masks: Tensor,
+    label_features: Tensor,
+    background_features: Tensor | None,
+    lambda_b: float,
+    area_weight: float,
+    lam: float,
+) -> dict[str, float]:
+    """Every term of the objective for ``masks`` [P, H, W] of ``pairs`` (P in total)."""
+    images = torch.stack([pair.image for pair in pairs])
+    classes = torch.tensor([pair.class_index for pair in pairs])
+    soft = masks.unsqueeze(1)
+    foreground = clip.encode_images(soft * images)
+    background = clip.encode_images((1 - soft) * images)
+    u_f = label_features[classes]
+    match = match_loss(foreground, background, u_f, lambda_b)
+    area = area_loss(masks)
+    truth = torch.tensor(np.stack([pair.object_mask for pair in pairs]), dtype=torch.float32)
+    row = {
+        "s_f": clamped_similarity(foreground, u_f).mean().item(),
+        "s_b": clamped_similarity(background, u_f).mean().item(),
+        "L_match": match.total.item(),
+        "+ area": (match.total + area_weight * area).item(),
+        "mean area": area.item(),
+        "soft IoU with GT": soft_iou(masks, truth).item(),
+    }
+    if background_features is not None:
+        refine = refine_loss(foreground, background_features[classes])
+        row["L_refine"] = refine.item()
+        row["total"] = row["+ area"] + lam * row["L_refine"]
+    return row
+
+
+def objective_table(
+    clip: FrozenClip,
+    pairs: Sequence[Pair],
+    label_features: Tensor,
+    background_features: Tensor | None,
+    generator_masks: Mapping[str, Tensor],
+    lambda_b: float,
+    area_weight: float,
+    lam: float,
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """One row per mask kind: the ground-truth variants, then each generator's masks
+    (``generator_masks[name]`` is [P, H, W], in the order of ``pairs``). Terms are averaged
+    over batches of ``batch_size`` pairs, weighted by batch size."""
+    kinds: dict[str, Tensor] = {
+        name: torch.tensor(
+            np.stack([variant(p.object_mask, p.context_mask) for p in pairs]), dtype=torch.float32
+        )
+        for name, variant in GROUND_TRUTH_VARIANTS.items()
+        if all(p.context_mask is not None for p in pairs) or "context" not in name
+    }
+    kinds.update(generator_masks)
+    rows = {}
+    for name, masks in kinds.items():
+        batches = [
+            (len(chunk), score_masks(
+                clip, chunk, masks[start : start + batch_size], label_features,
+                background_features, lambda_b, area_weight, lam,
+            ))  # fmt: skip
+            for start in range(0, len(pairs), batch_size)
+            for chunk in [pairs[start : start + batch_size]]
+        ]
+        total = sum(n for n, _ in batches)
+        rows[name] = {k: sum(n * row[k] for n, row in batches) / total for k in batches[0][1]}
+    return pd.DataFrame.from_dict(rows, orient="index")
