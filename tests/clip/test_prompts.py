@@ -6,6 +6,7 @@ import torch
 
 from semples.clip import TOY_CLIP, FrozenClip, PromptLearner, load_clip
 from semples.clip.prompts import prompt_token_ids
+from tolerances import FP32_NETWORK
 
 WORDS = "calm blue water under a clear sky"
 LENGTH = 7  # the words of WORDS, one BPE token each
@@ -35,7 +36,7 @@ def test_prompt_of_real_word_embeddings_equals_encode_text_of_the_sentence(clip)
     sentences = [f"a photo of {WORDS}.", "a photo of a dark road at night with tall."]
     expected = clip.model.encode_text(clip.tokenizer(sentences))
     assert features.shape == (2, clip.embed_dim) and features.dtype == torch.float32
-    torch.testing.assert_close(features, expected, rtol=0, atol=1e-5)
+    torch.testing.assert_close(features, expected, **FP32_NETWORK)
 
 
 def test_prompt_token_ids_match_the_tokenized_sentence_outside_the_placeholders(clip):
@@ -92,7 +93,7 @@ def test_state_dict_holds_only_the_context_and_restores_the_prompts(clip):
 def test_selected_prompts_equal_the_rows_of_all_prompts(clip):
     learner = PromptLearner(clip, 4, length=6, generator=torch.Generator().manual_seed(3))
     indices = torch.tensor([2, 0, 2])
-    torch.testing.assert_close(learner(indices), learner()[indices], rtol=0, atol=1e-6)
+    torch.testing.assert_close(learner(indices), learner()[indices], **FP32_NETWORK)
 
 
 def test_set_context_checks_the_shape(clip):
