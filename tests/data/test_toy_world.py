@@ -10,6 +10,7 @@ import pytest
 from semples.data.toy_world import (
     _TEXTURES,
     CAPTION_PREFIX,
+    NOTHING,
     TOY_CLASSES,
     TOY_CONTEXTS,
     ToyWorldConfig,
@@ -246,6 +247,41 @@ def test_object_cutouts_show_the_objects_alone_on_black():
         assert scene.image[scene.mask > 0].any()
 
 
+def test_masked_views_name_what_stays_visible():
+    """A masked view darkens its scene through a soft mask; its caption names an object when
+    at least half of it shows: never a blacked-out one, always an untouched one."""
+    plain = dataclasses.replace(CONFIG, context_only_fraction=0.0, object_cutout_fraction=0.0)
+    masked = dataclasses.replace(plain, masked_view_fraction=1.0)
+    captions = []
+    for index in range(60):
+        original, _ = captioned_scene(plain, index)
+        scene, caption = captioned_scene(masked, index)
+        assert (scene.image <= original.image).all() and (scene.image < original.image).any()
+        assert (scene.mask == original.mask).all() and set(scene.labels) <= set(original.labels)
+        captions.append(caption)
+        objects, _ = _parse_caption(caption)
+        if not scene.labels:  # the visible contexts alone, or nothing
+            assert objects == (list(scene.contexts) or [NOTHING])
+            continue
+        assert sorted(TOY_CLASSES.index(name) for name in objects) == list(scene.labels)
+        for k in original.labels:
+            pixels = original.mask == k + 1
+            shown = scene.image[pixels].sum() / max(original.image[pixels].sum(), 1)
+            if shown > 0.95:
+                assert k in scene.labels, (index, caption)
+            if shown < 0.05:
+                assert k not in scene.labels, (index, caption)
+    assert CAPTION_PREFIX + NOTHING in captions
+    assert any(c.removeprefix(CAPTION_PREFIX) in TOY_CONTEXTS.values() for c in captions)
+
+
+def test_no_masked_views_by_default():
+    scene, _ = captioned_scene(
+        dataclasses.replace(CONFIG, context_only_fraction=0.0, object_cutout_fraction=0.0), 3
+    )
+    assert (scene.image[scene.mask > 0] > 0).any(axis=-1).all()
+
+
 def _slot_order(scene) -> list[int]:
     """Classes of a scene left to right (captions name them in slot order)."""
     columns = {k: np.nonzero((scene.mask == k + 1).any(axis=0))[0].min() for k in scene.labels}
@@ -296,6 +332,7 @@ def test_negative_index_is_rejected():
         ({"co_occurrence": 1.5}, r"co_occurrence must be in \[0, 1\], got 1.5"),
         ({"context_only_fraction": -0.1}, r"context_only_fraction must be in \[0, 1\]"),
         ({"object_only_caption": float("nan")}, r"object_only_caption must be in \[0, 1\]"),
+        ({"masked_view_fraction": 1.2}, r"masked_view_fraction must be in \[0, 1\], got 1.2"),
         ({"min_objects": 0}, "min_objects=0, max_objects=3"),
         ({"min_objects": 3, "max_objects": 2}, "min_objects=3, max_objects=2"),
         ({"max_objects": 7}, "min_objects=1, max_objects=7"),

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 TOY_CLASSES: tuple[str, ...] = ("aeroplane", "boat", "train", "cow", "car", "sheep")
 
@@ -41,6 +41,10 @@ TOY_CONTEXTS: dict[str, str] = {
 }
 
 CAPTION_PREFIX = "a photo of "
+# The caption of a masked view in which neither an object nor a context stays visible.
+NOTHING = "nothing"
+# Share of an object's (or context's) pixels a masked view must show for its caption to name it.
+_VISIBLE_SHARE = 0.5
 
 # Longest side of an object as a share of the image side.
 _MIN_OBJECT_SHARE = 0.18
@@ -65,6 +69,7 @@ class ToyWorldConfig:
     context_only_fraction: float = 0.2
     object_only_caption: float = 0.5
     object_cutout_fraction: float = 0.2
+    masked_view_fraction: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -74,7 +79,7 @@ class ToyWorldConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         probabilities = ("co_occurrence", "context_only_fraction", "object_only_caption")
-        for name in (*probabilities, "object_cutout_fraction"):
+        for name in (*probabilities, "object_cutout_fraction", "masked_view_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 1 <= self.min_objects <= self.max_objects <= len(TOY_CLASSES):
@@ -135,8 +140,84 @@ def captioned_scene(config: ToyWorldConfig, index: int) -> tuple[ToyScene, str]:
     names = [TOY_CLASSES[k] for k in classes]
     if rng.random() < config.object_cutout_fraction:
         return _cut_out_objects(scene), _caption(names, ())
+    # (no draw at fraction 0: the captioned set is then byte-identical to before masked views)
+    if config.masked_view_fraction and rng.random() < config.masked_view_fraction:
+        scene = _masked_view(scene, rng)
+        names = [TOY_CLASSES[k] for k in scene.labels]
+        if not names:
+            return scene, CAPTION_PREFIX + (_join(scene.contexts) if scene.contexts else NOTHING)
     named_contexts = scene.contexts if rng.random() >= config.object_only_caption else ()
     return scene, _caption(names, named_contexts)
+
+
+def _masked_view(scene: ToyScene, rng: np.random.Generator) -> ToyScene:
+    """The scene seen through a random soft mask, as SemPLES shows scenes to CLIP, labelled with
+    what stays visible: an object when at least half of it shows, a context likewise.
+
+    The mask is one of three kinds, a third each: some objects cut out (possibly cut in part,
+    dilated), their complement (objects blacked out), or random blobs and bands. A CLIP that has
+    only seen whole scenes scores such images arbitrarily, and the mask generator then learns
+    whatever pattern it happens to score high (measured: masks of the object's area that reach a
+    higher similarity to the class text than the object itself).
+    """
+    size = scene.mask.shape[0]
+    kind = rng.integers(3)
+    if kind == 2:
+        soft = _random_blobs(rng, size)
+    else:
+        chosen = [k + 1 for k in scene.labels if rng.random() < 0.6] or [scene.labels[0] + 1]
+        soft = np.isin(scene.mask, chosen).astype(np.float32)
+        if kind == 0 and rng.random() < 0.5:
+            soft *= _half_plane(rng, scene.mask, chosen)
+        soft = _morph_blur(soft, dilate=int(rng.integers(0, 4)), sigma=rng.uniform(0.0, 2.0))
+        if kind == 1:
+            soft = 1.0 - soft
+    image = np.round(scene.image * soft[..., None]).astype(np.uint8)
+    visible_objects = tuple(
+        k for k in scene.labels if soft[scene.mask == k + 1].mean() >= _VISIBLE_SHARE
+    )
+    visible_contexts = tuple(
+        TOY_CONTEXTS[TOY_CLASSES[value - 1]]
+        for value in np.unique(scene.context[scene.context > 0])
+        if soft[scene.context == value].mean() >= _VISIBLE_SHARE
+    )
+    return ToyScene(image, scene.mask, visible_objects, visible_contexts, scene.context)
+
+
+def _random_blobs(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Smooth random blobs, or horizontal / vertical bands, covering 5-60 % of the image."""
+    cells = int(rng.choice([3, 6, 12]))
+    shape = [(cells, cells), (cells, 1), (1, cells)][int(rng.integers(3))]
+    noise = rng.random(shape).astype(np.float32)
+    field = np.asarray(
+        Image.fromarray(noise).resize((size, size), Image.Resampling.BILINEAR), np.float32
+    )
+    keep = rng.uniform(0.05, 0.6)
+    hard = (field >= np.quantile(field, 1.0 - keep)).astype(np.float32)
+    return _morph_blur(hard, dilate=0, sigma=rng.uniform(0.0, 2.0))
+
+
+def _half_plane(rng: np.random.Generator, mask: np.ndarray, chosen: list[int]) -> np.ndarray:
+    """Ones on one side of a vertical or horizontal cut through the chosen objects' box."""
+    rows, cols = np.nonzero(np.isin(mask, chosen))
+    axis = int(rng.integers(2))
+    coords = (rows, cols)[axis]
+    cut = rng.uniform(coords.min(), coords.max() + 1)
+    grid = np.arange(mask.shape[axis], dtype=np.float32)
+    side = grid < cut if rng.random() < 0.5 else grid >= cut
+    return np.broadcast_to(side[:, None] if axis == 0 else side[None, :], mask.shape).astype(
+        np.float32
+    )
+
+
+def _morph_blur(hard: np.ndarray, dilate: int, sigma: float) -> np.ndarray:
+    """Dilate a [0, 1] mask by ``dilate`` px and soften its edges with a Gaussian blur."""
+    image = Image.fromarray((hard * 255).astype(np.uint8))
+    if dilate:
+        image = image.filter(ImageFilter.MaxFilter(2 * dilate + 1))
+    if sigma > 0.1:
+        image = image.filter(ImageFilter.GaussianBlur(sigma))
+    return np.asarray(image, np.float32) / 255.0
 
 
 def _cut_out_objects(scene: ToyScene) -> ToyScene:
