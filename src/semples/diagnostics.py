@@ -109,6 +109,8 @@ def score_masks(
     row = {
         "s_f": clamped_similarity(foreground, u_f).mean().item(),
         "s_b": clamped_similarity(background, u_f).mean().item(),
+        "match_fg": match.parts["match_fg"].item(),
+        "match_bg": match.parts["match_bg"].item(),
         "L_match": match.total.item(),
         "+ area": (match.total + area_weight * area).item(),
         "mean area": area.item(),

@@ -175,6 +175,28 @@ def test_masks_for_pairs_empty_selection_and_validation():
         masks_for_pairs(logits[0], torch.tensor([0]), torch.tensor([0]), size=(8, 8))
 
 
+def test_relu_max_masks_are_the_max_normalised_relu_of_the_selected_maps():
+    """``relu_max`` is the function of the logits that inference scores (ReLU, upsampled,
+    over its maximum); a map without positive evidence stays near zero instead of being
+    stretched to 1."""
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 6, 5) * 3
+    logits[1, 0] = -torch.rand(6, 5)  # no positive evidence at all
+    logits[0, 2] = logits[0, 2].clamp(max=0.01)  # weak evidence: max below eps
+    batch_index, class_index = torch.tensor([0, 1, 0]), torch.tensor([1, 0, 2])
+    masks = masks_for_pairs(logits, batch_index, class_index, (24, 20), activation="relu_max")
+    upsampled = torch.nn.functional.interpolate(
+        torch.relu(logits[batch_index, class_index]).unsqueeze(1), size=(24, 20),
+        mode="bilinear", align_corners=False,
+    ).squeeze(1)  # fmt: skip
+    torch.testing.assert_close(masks[0], upsampled[0] / (upsampled[0].max() + 1e-5))
+    assert masks[0].max() == pytest.approx(1.0, abs=1e-4) and (masks >= 0).all()
+    assert not masks[1].any()
+    assert masks[2].max() <= 0.01 / 0.1 + 1e-6
+    with pytest.raises(ValueError, match="unknown mask activation 'tanh'"):
+        masks_for_pairs(logits, batch_index, class_index, (24, 20), activation="tanh")
+
+
 def test_inference_cams_is_relu():
     logits = torch.tensor([[[[-1.0, 0.5], [2.0, -0.0]]]])
     torch.testing.assert_close(inference_cams(logits), torch.tensor([[[[0.0, 0.5], [2.0, 0.0]]]]))

@@ -102,6 +102,16 @@ def test_stage3_adds_the_refine_term(dataset):
     assert (history["total"] > history["match_fg"]).all()
 
 
+def test_head_only_training_leaves_the_trunk_and_its_statistics_alone(dataset):
+    models = fresh_models()
+    before = {k: v.clone() for k, v in models.generator.state_dict().items()}
+    config = StageConfig(stage=1, epochs=1, batch_size=4, lr=1e-2, trainable="head")
+    train_stage(config, models, dataset, progress=False)
+    after = models.generator.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == {"classifier.weight"}
+
+
 def test_non_finite_loss_names_the_stage_and_step(dataset):
     models = fresh_models()
     models.label_features = torch.full_like(models.label_features, float("nan"))

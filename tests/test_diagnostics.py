@@ -1,0 +1,54 @@
+"""The objective diagnostic scores every term on chosen masks, consistently with the losses."""
+
+import numpy as np
+import pytest
+import torch
+
+from semples.clip import TOY_CLIP
+from semples.clip.model import class_text_features, load_clip
+from semples.data.images import to_tensor
+from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig, render_scene
+from semples.diagnostics import GROUND_TRUTH_VARIANTS, Pair, objective_table
+
+
+@pytest.fixture(scope="module")
+def table():
+    torch.manual_seed(0)
+    clip = load_clip(TOY_CLIP)
+    world = ToyWorldConfig(image_size=64, co_occurrence=1.0)
+    pairs = [
+        Pair(to_tensor(scene.image), k, scene.mask == k + 1, scene.context == k + 1)
+        for scene in (render_scene(world, "val", i) for i in range(4))
+        for k in scene.labels
+    ]
+    labels = class_text_features(clip, TOY_CLASSES)
+    background = clip.encode_texts([f"a photo of {c}." for c in ("sky", "water") * 3])
+    generator = {"blank masks": torch.zeros(len(pairs), 64, 64)}
+    return objective_table(
+        clip, pairs, labels, background, generator, lambda_b=2.0, area_weight=3.0, lam=0.5,
+        batch_size=3,
+    )  # fmt: skip
+
+
+def test_one_row_per_variant_and_generator(table):
+    assert list(table.index) == [*GROUND_TRUTH_VARIANTS, "blank masks"]
+
+
+def test_totals_are_the_weighted_sums_of_the_terms(table):
+    np.testing.assert_allclose(table["L_match"], table["match_fg"] + 2.0 * table["match_bg"],
+                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(table["+ area"], table["L_match"] + 3.0 * table["mean area"],
+                               rtol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(table["total"], table["+ area"] + 0.5 * table["L_refine"],
+                               rtol=1e-5)  # fmt: skip
+
+
+def test_masks_are_what_their_names_say(table):
+    assert table.loc["ground truth", "soft IoU with GT"] == pytest.approx(1.0)
+    assert table.loc["whole image", "mean area"] == pytest.approx(1.0)
+    assert table.loc["blank masks", "mean area"] == 0.0
+    areas = table.loc[["GT eroded 2 px", "ground truth", "GT dilated 4 px", "GT dilated 12 px"],
+                      "mean area"]  # fmt: skip
+    assert (np.diff(areas.to_numpy()) > 0).all()
+    assert table.loc["GT + its context", "mean area"] > table.loc["ground truth", "mean area"]
+    assert table.loc["context alone", "soft IoU with GT"] == 0.0
