@@ -115,6 +115,19 @@ def main() -> None:
         table = objective_table(clip, pairs, labels, learned, {}, lambda_b, area, lam)
         print("\nL_refine against the learned prompts:\n")
         print(table[["L_refine", "total"]].to_string(float_format="%.3f"))
+        # What each learned prompt describes: a prompt as close to its class text as to the
+        # context makes L_refine fight L_match instead of removing the context.
+        unit = torch.nn.functional.normalize
+        contexts = [params["handwritten_prompts"][name] for name in names]
+        texts = {"class text": labels, **{
+            text: handwritten[[i] * len(names)] for i, text in enumerate(contexts)
+        }}  # fmt: skip
+        similarity = pd.DataFrame(
+            {name: (unit(learned, dim=-1) * unit(feats, dim=-1)).sum(-1).numpy()
+             for name, feats in texts.items()}, index=names,
+        )  # fmt: skip
+        print("\nCosine of each learned prompt with its class text and with each context text:\n")
+        print(similarity.to_string(float_format="%.2f"))
 
 
 if __name__ == "__main__":

@@ -52,3 +52,7 @@ def test_masks_are_what_their_names_say(table):
     assert (np.diff(areas.to_numpy()) > 0).all()
     assert table.loc["GT + its context", "mean area"] > table.loc["ground truth", "mean area"]
     assert table.loc["context alone", "soft IoU with GT"] == 0.0
+    assert table.loc["nothing (empty mask)", "mean area"] == 0.0
+    moved = table.loc["GT shape moved by half the image"]
+    assert moved["mean area"] == pytest.approx(table.loc["ground truth", "mean area"])
+    assert moved["soft IoU with GT"] < 0.5

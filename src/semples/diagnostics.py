@@ -75,6 +75,11 @@ GROUND_TRUTH_VARIANTS: dict[str, MaskVariant] = {
     "GT + its context": _with_context,
     "context alone": _context_only,
     "whole image": lambda mask, _: np.ones_like(mask, dtype=np.float32),
+    # Controls: the optimum must beat an empty mask and the object's own shape put elsewhere.
+    "nothing (empty mask)": lambda mask, _: np.zeros_like(mask, dtype=np.float32),
+    "GT shape moved by half the image": lambda mask, _: np.roll(
+        mask, (mask.shape[0] // 2, mask.shape[1] // 2), axis=(0, 1)
+    ).astype(np.float32),
 }
 
 
