@@ -43,5 +43,10 @@ def saved(project: Path, relative: str, version: str) -> Path:
     return project / relative / version / Path(relative).name
 
 
+def latest(project: Path, relative: str) -> Path:
+    """The file of the newest version of a versioned dataset."""
+    return saved(project, relative, versions(project, relative)[-1])
+
+
 def latest_json(project: Path, relative: str) -> dict:
-    return json.loads(saved(project, relative, versions(project, relative)[-1]).read_text())
+    return json.loads(latest(project, relative).read_text())

@@ -10,7 +10,7 @@ import sys
 import pandas as pd
 import pytest
 
-from kedro_project import copy_project, saved, versions
+from kedro_project import copy_project, latest, saved, versions
 from semples.ablation import CONFIGURATIONS, ablation_commands, main
 
 
@@ -81,10 +81,7 @@ def test_ablation_end_to_end_on_the_test_world(tmp_path):
     assert match_only["stage3"]["source"] == "stage1_checkpoint"
     assert reports[0]["context_leak"]["overall"] is not None
 
-    table_versions = versions(project, "data/08_reporting/ablation_table.csv")
-    ablation = pd.read_csv(
-        saved(project, "data/08_reporting/ablation_table.csv", table_versions[-1])
-    )
+    ablation = pd.read_csv(latest(project, "data/08_reporting/ablation_table.csv"))
     cam = ablation[ablation["report"] == "cam_metrics"]
     assert cam["configuration"].tolist() == ["loss_ablation=none", "loss_ablation=match_only"]
     assert cam["n"].tolist() == [1, 1] and cam["seeds"].tolist() == ["[0]", "[0]"]

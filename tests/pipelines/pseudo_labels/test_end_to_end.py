@@ -11,7 +11,7 @@ import pytest
 import torch
 from kedro.io.core import Version
 
-from kedro_project import copy_project, latest_json, run_kedro, saved, versions
+from kedro_project import copy_project, latest, latest_json, run_kedro, versions
 from layouts import make_voc
 from semples.clip.model import load_clip, save_clip_weights
 from semples.datasets import MaskSetDataset
@@ -79,13 +79,7 @@ def test_cam_report_and_cam_set(project):
     cam = cams.read(sorted(cams)[0])
     assert set(cam) == {"keys", "cam", "cam_stride4"}
     assert cam["cam"].shape[1:] == (96, 96) and cam["cam_stride4"].shape[1:] == (24, 24)
-    history = pd.read_csv(
-        saved(
-            project,
-            "data/08_reporting/training_loss_history.csv",
-            versions(project, "data/08_reporting/training_loss_history.csv")[-1],
-        )
-    )
+    history = pd.read_csv(latest(project, "data/08_reporting/training_loss_history.csv"))
     assert history.groupby("stage")["step"].max().to_dict() == {1: 2, 2: 2, 3: 2}
 
 
@@ -110,39 +104,23 @@ def test_pseudo_masks_and_their_report(project):
 
 def test_stage_checkpoints_load_weights_only(project):
     stage1 = torch.load(
-        saved(project, "data/06_models/stage1_checkpoint.pt",
-              versions(project, "data/06_models/stage1_checkpoint.pt")[-1]),
-        weights_only=True,
-    )  # fmt: skip
+        latest(project, "data/06_models/stage1_checkpoint.pt"), weights_only=True
+    )
     assert set(stage1) == {"generator", "initial_generator"}
     prompts = torch.load(
-        saved(project, "data/06_models/background_prompts.pt",
-              versions(project, "data/06_models/background_prompts.pt")[-1]),
-        weights_only=True,
-    )  # fmt: skip
+        latest(project, "data/06_models/background_prompts.pt"), weights_only=True
+    )
     assert list(prompts) == ["context"] and prompts["context"].shape[:2] == (6, 30)
 
 
 def test_reporting_compares_the_cam_runs(project):
     run_kedro(project, "run", "--env=test", "--pipeline=reporting")
-    table = pd.read_csv(
-        saved(
-            project,
-            "data/08_reporting/run_comparison.csv",
-            versions(project, "data/08_reporting/run_comparison.csv")[-1],
-        )
-    )
+    table = pd.read_csv(latest(project, "data/08_reporting/run_comparison.csv"))
     cam_rows = table[table["report"] == "cam_metrics"]
     assert cam_rows["params.seed"].tolist() == [0, 1]
     assert cam_rows["metric"].tolist() == ["miou", "miou"]
     assert cam_rows[["initial_miou", "stage1_miou", "stage3_miou"]].notna().all().all()
-    ablation = pd.read_csv(
-        saved(
-            project,
-            "data/08_reporting/ablation_table.csv",
-            versions(project, "data/08_reporting/ablation_table.csv")[-1],
-        )
-    )
+    ablation = pd.read_csv(latest(project, "data/08_reporting/ablation_table.csv"))
     cam_groups = ablation[ablation["report"] == "cam_metrics"]
     assert cam_groups["n"].tolist() == [2] and cam_groups["seeds"].tolist() == ["[0, 1]"]
     pseudo_rows = table[table["report"] == "pseudo_mask_metrics"]
