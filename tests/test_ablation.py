@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,17 +18,43 @@ from semples.ablation import CONFIGURATIONS, ablation_commands, main
 def test_one_run_per_configuration_and_seed_then_reporting():
     commands = ablation_commands([0, 1], ["cam_classifier", "handwritten"], "test", "a.b=1")
     assert [what for what, _ in commands] == [
-        "cam_classifier, seed 0", "cam_classifier, seed 1", "handwritten, seed 0",
-        "handwritten, seed 1", "reporting",
+        "data and toy CLIP, shared by every run", "cam_classifier, seed 0",
+        "cam_classifier, seed 1", "handwritten, seed 0", "handwritten, seed 1", "reporting",
     ]  # fmt: skip
-    assert commands[1][1] == [
-        "kedro", "run", "--env=test", "--pipeline=pseudo_labels", "--to-nodes=evaluate_cams",
+    assert commands[0][1] == [
+        "kedro", "run", "--env=test", "--pipeline=pseudo_labels", "--to-nodes=pretrain_toy_clip",
+        "--params=a.b=1",
+    ]  # fmt: skip
+    assert commands[2][1] == [
+        "kedro", "run", "--env=test", "--pipeline=pseudo_labels",
+        "--from-nodes=initialise_generator_as_cam_classifier", "--to-nodes=evaluate_cams",
         "--params=pseudo_labels.seed=1,pseudo_labels.train.loss_ablation=none,"
         "pseudo_labels.background_prompts=learned,a.b=1",
     ]  # fmt: skip
     assert commands[-1][1] == ["kedro", "run", "--env=test", "--pipeline=reporting"]
-    plain = ablation_commands([3], ["all"])[0][1]
-    assert "--env" not in " ".join(plain) and plain[-1].endswith("background_prompts=learned")
+    plain = ablation_commands([3], ["all"])
+    assert plain[0][1][-1] == "--to-nodes=pretrain_toy_clip"
+    assert "--env" not in " ".join(plain[1][1])
+    assert plain[1][1][-1].endswith("background_prompts=learned")
+
+
+def test_the_shared_and_seeded_parts_cover_the_pipeline_up_to_the_cam_report():
+    """No node before the CAM report runs twice per seed or is left out: the seeded part
+    starts where the shared part's outputs stop mattering."""
+    from kedro.framework.project import pipelines
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(Path(__file__).resolve().parents[1])
+    pipeline = pipelines["pseudo_labels"]
+    shared = pipeline.to_nodes("pretrain_toy_clip")
+    seeded = pipeline.from_nodes("initialise_generator_as_cam_classifier").to_nodes(
+        "evaluate_cams"
+    )
+    whole = pipeline.to_nodes("evaluate_cams")
+    assert not {n.name for n in shared.nodes} & {n.name for n in seeded.nodes}
+    missing = {n.name for n in whole.nodes} - {n.name for n in shared.nodes + seeded.nodes}
+    assert missing <= {"report_ingestion"}
+    assert {"clip_weights", "image_index", "dataset_classes"} <= shared.all_outputs()
 
 
 def test_every_configuration_sets_the_same_keys():

@@ -4,9 +4,12 @@ reporting pipeline, which groups all the runs by configuration, and print that t
     python -m semples.ablation --seeds 0 1 2 --configs cam_classifier match_only all handwritten \\
         [--env ENV] [--extra-params k=v,...] [--project PATH]
 
-Each run is ``kedro run --pipeline=pseudo_labels --to-nodes=evaluate_cams`` in the project root,
-so its CAM report (final CAMs, every stage's generator, the context leak) joins the history that
-``reporting`` reads. A thin entry point, like ``semples.__main__``: it only reads the finished
+A first run makes what no configuration or seed changes (the data and the toy CLIP, whose
+pretraining has its own seed): ``kedro run --pipeline=pseudo_labels --to-nodes=pretrain_toy_clip``.
+Each configuration and seed is then ``kedro run --pipeline=pseudo_labels
+--from-nodes=initialise_generator_as_cam_classifier --to-nodes=evaluate_cams`` in the project
+root, reading those shared artefacts' newest versions, so its CAM report (final CAMs, every
+stage's generator, the context leak) joins the history that ``reporting`` reads. A thin entry point, like ``semples.__main__``: it only reads the finished
 table back through the project's catalog.
 """
 
@@ -46,6 +49,9 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
 }
 SEED_PARAM = "pseudo_labels.seed"
 KEDRO_RUN = ["kedro", "run"]
+# The last node whose outputs no configuration or seed changes, and the first one they change.
+SHARED_UNTIL = "pretrain_toy_clip"
+SEEDED_FROM = "initialise_generator_as_cam_classifier"
 
 
 def _extra_keys(extra_params: str) -> list[str]:
@@ -76,18 +82,22 @@ def ablation_commands(
     env: str | None = None,
     extra_params: str = "",
 ) -> list[tuple[str, list[str]]]:
-    """(what it is, command) for every run, in order: each configuration over all seeds, then
-    the reporting pipeline. Raises ValueError naming the problem (e.g. an unknown
-    configuration, listing the known ones) so that nothing runs on a bad request."""
+    """(what it is, command) for every run, in order: the shared data and toy CLIP, each
+    configuration over all seeds, then the reporting pipeline. Raises ValueError naming the
+    problem (e.g. an unknown configuration, listing the known ones) so that nothing runs on a
+    bad request."""
     _check(seeds, configs, extra_params)
     env_args = [f"--env={env}"] if env else []
-    commands = []
+    shared = [*KEDRO_RUN, *env_args, "--pipeline=pseudo_labels", f"--to-nodes={SHARED_UNTIL}"]
+    commands = [("data and toy CLIP, shared by every run",
+                 shared + ([f"--params={extra_params}"] if extra_params else []))]  # fmt: skip
     for name in configs:
         for seed in seeds:
             params = {SEED_PARAM: seed, **CONFIGURATIONS[name]}
             listed = [f"{key}={value}" for key, value in params.items()]
             command = [
-                *KEDRO_RUN, *env_args, "--pipeline=pseudo_labels", "--to-nodes=evaluate_cams",
+                *KEDRO_RUN, *env_args, "--pipeline=pseudo_labels", f"--from-nodes={SEEDED_FROM}",
+                "--to-nodes=evaluate_cams",
                 "--params=" + ",".join([*listed, *([extra_params] if extra_params else [])]),
             ]  # fmt: skip
             commands.append((f"{name}, seed {seed}", command))
