@@ -6,7 +6,8 @@ blurred / eroded / dilated copies, on the object with its context, the context a
 image, and on the training masks of the run's initial, stage-1 and stage-3 generators. If the
 objective is not lowest near the ground truth, no optimiser can make the stages help.
 
-    python benchmarks/objective_preferences.py [--scenes 150] [--lambda-b 1] [--area 3]
+    python benchmarks/objective_preferences.py [--scenes 150] [--lambda-b 1] [--area 3] \
+        [--lam 2] [--class-name cow]
 
 Reads the latest versions of the run's artefacts under data/ (run `kedro run
 --pipeline=pseudo_labels` first); prints a Markdown table.
@@ -52,6 +53,7 @@ def main() -> None:
     parser.add_argument("--lambda-b", type=float, default=None)
     parser.add_argument("--area", type=float, default=None)
     parser.add_argument("--lam", type=float, default=None)
+    parser.add_argument("--class-name", default=None, help="score only this class's pairs")
     args = parser.parse_args()
 
     params = yaml.safe_load((ROOT / "conf/base/parameters_pseudo_labels.yml").read_text())
@@ -74,6 +76,8 @@ def main() -> None:
         scene = render_scene(world, "val", index)
         context = getattr(scene, "context", None)
         for k in scene.labels:
+            if args.class_name is not None and names[k] != args.class_name:
+                continue
             pairs.append(Pair(
                 image=to_tensor(scene.image), class_index=k, object_mask=scene.mask == k + 1,
                 context_mask=None if context is None else context == k + 1,
