@@ -90,7 +90,9 @@ def training_history(work_dir: str | Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     """One ``torchrun`` rank: MMEngine's ``pytorch`` launcher. Without CUDA the launcher would
     still select a CUDA device, so the process group (gloo) is started here and DDP is told to
-    use the CPU."""
+    use the CPU. The group is destroyed before the process exits: left to interpreter shutdown,
+    gloo's threads were once torn down mid-run ("terminate called without an active
+    exception", exit code -6 after a finished training)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("config", help="the run's dumped config (WORK_DIR/config.py)")
     args = parser.parse_args(argv)
@@ -101,7 +103,11 @@ def main(argv: list[str] | None = None) -> None:
         cfg.model_wrapper_cfg = dict(
             type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False
         )
-    run(cfg)
+    try:
+        run(cfg)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":
