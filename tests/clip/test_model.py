@@ -75,6 +75,12 @@ def test_class_text_features_fill_the_template(clip):
     torch.testing.assert_close(features, clip.encode_texts(TEXTS[:1] + ["a photo of a cow."]))
 
 
+def test_class_text_features_put_the_article_the_toy_captions_use(clip):
+    features = class_text_features(clip, ["aeroplane", "cow"], template="a photo of {article} {}.")
+    expected = clip.encode_texts(["a photo of an aeroplane.", "a photo of a cow."])
+    torch.testing.assert_close(features, expected)
+
+
 def test_encode_token_embeddings_of_real_words_equals_encode_text(clip):
     tokens = clip.tokenizer(TEXTS)
     embeddings = clip.model.token_embedding(tokens).requires_grad_(True)

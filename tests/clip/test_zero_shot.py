@@ -12,8 +12,10 @@ from semples.clip.zero_shot import (
     _context_only_scenes,
     _single_object_scenes,
     context_prompt,
+    cutout_margins,
     object_prompt,
     open_clip_encoders,
+    placed_object_scenes,
     toy_zero_shot_report,
     zero_shot_accuracy,
 )
@@ -102,6 +104,40 @@ def test_held_out_scenes_are_valid_and_unseen():
     assert first.labels == () and TOY_CONTEXTS[TOY_CLASSES[owners[0]]] == first.contexts[0]
 
 
+@pytest.mark.parametrize("context_read_as,object_margin,context_margin", [
+    ("context", 1.0, 1.0),  # a CLIP that names what it sees
+    ("object", 0.0, -1.0),  # the co-occurrence bias at its worst: a context is its object
+])
+def test_cutout_margins_of_known_readers(context_read_as, object_margin, context_margin):
+    """Encoders that map each cut-out to one text exactly give the margins by hand."""
+    world = ToyWorldConfig(num_captioned=10)
+    count = len(TOY_CLASSES)
+    prompts = [object_prompt(n) for n in TOY_CLASSES] + [
+        context_prompt(TOY_CONTEXTS[n]) for n in TOY_CLASSES
+    ]
+    meaning = {}  # image bytes -> the prompt row this fake CLIP reads it as
+    for scene in placed_object_scenes(world, 30):
+        k = scene.labels[0]
+        shift = len(TOY_CLASSES) if context_read_as == "context" else 0
+        meaning[np.where(scene.mask[..., None] > 0, scene.image, 0).tobytes()] = k
+        meaning[np.where(scene.context[..., None] > 0, scene.image, 0).tobytes()] = k + shift
+
+    def encode_images(images01: torch.Tensor) -> torch.Tensor:
+        arrays = (images01 * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        rows = torch.tensor([meaning[array.tobytes()] for array in arrays])
+        return F.one_hot(rows, len(prompts)).float()
+
+    def encode_texts(texts) -> torch.Tensor:
+        return torch.eye(len(prompts))[[prompts.index(text) for text in texts]]
+
+    margins = cutout_margins(encode_images, encode_texts, world, 30)
+    assert len(margins) >= count - 1
+    for entry in margins.values():
+        assert entry["object_class_text"] == 1.0 and entry["object_context_text"] == 0.0
+        assert entry["object_margin"] == object_margin
+        assert entry["context_margin"] == context_margin
+
+
 def test_report_on_an_open_clip_model():
     torch.manual_seed(0)
     model = open_clip.create_model(TOY_CLIP).eval()
@@ -113,7 +149,13 @@ def test_report_on_an_open_clip_model():
         "context_to_object_bias",
         "num_object_images",
         "num_context_images",
+        "cutout_margins",
     }
     assert report["num_object_images"] == report["num_context_images"] == 12
+    for entry in report["cutout_margins"].values():
+        assert entry["object_margin"] == pytest.approx(
+            entry["object_class_text"] - entry["context_class_text"], abs=1e-3
+        )
+        assert -1.0 <= entry["context_context_text"] <= 1.0
     for key in ("object_accuracy", "context_accuracy", "context_to_object_bias"):
         assert 0.0 <= report[key] <= 1.0

@@ -247,6 +247,29 @@ def test_object_cutouts_show_the_objects_alone_on_black():
         assert scene.image[scene.mask > 0].any()
 
 
+def test_context_cutouts_show_the_contexts_alone_on_black_named_as_contexts():
+    """A context cut-out keeps exactly the context pixels (holes where objects stood) and names
+    the contexts it shows, never an object; a scene without context is left as it was."""
+    plain = dataclasses.replace(CONFIG, context_only_fraction=0.0, object_cutout_fraction=0.0)
+    cutouts = dataclasses.replace(plain, context_cutout_fraction=1.0)
+    seen = 0
+    for index in range(30):
+        original, original_caption = captioned_scene(plain, index)
+        scene, caption = captioned_scene(cutouts, index)
+        if not original.contexts:
+            assert caption == original_caption and (scene.image == original.image).all()
+            continue
+        seen += 1
+        objects, contexts = _parse_caption(caption)
+        assert scene.labels == () and contexts == []
+        shown = {_context_of(k - 1) for k in np.unique(original.context) if k}
+        assert set(objects) == shown and set(objects) <= set(original.contexts)
+        keep = original.context > 0
+        assert (scene.image[keep] == original.image[keep]).all()
+        assert (scene.image[~keep] == 0).all() and (scene.image[original.mask > 0] == 0).all()
+    assert seen >= 15
+
+
 def test_masked_views_name_what_stays_visible():
     """A masked view darkens its scene through a soft mask; its caption names an object when
     at least half of it shows: never a blacked-out one, always an untouched one."""
@@ -333,6 +356,7 @@ def test_negative_index_is_rejected():
         ({"context_only_fraction": -0.1}, r"context_only_fraction must be in \[0, 1\]"),
         ({"object_only_caption": float("nan")}, r"object_only_caption must be in \[0, 1\]"),
         ({"masked_view_fraction": 1.2}, r"masked_view_fraction must be in \[0, 1\], got 1.2"),
+        ({"context_cutout_fraction": -1}, r"context_cutout_fraction must be in \[0, 1\], got -1"),
         ({"min_objects": 0}, "min_objects=0, max_objects=3"),
         ({"min_objects": 3, "max_objects": 2}, "min_objects=3, max_objects=2"),
         ({"max_objects": 7}, "min_objects=1, max_objects=7"),

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from semples.data.classes import indefinite_article
+
 log = logging.getLogger(__name__)
 
 AMP_DTYPES: dict[str, torch.dtype | None] = {
@@ -167,8 +169,14 @@ def save_clip_weights(model: nn.Module, path: str | Path) -> None:
 def class_text_features(
     clip: FrozenClip, class_names: Sequence[str], template: str = "a photo of {}."
 ) -> Tensor:
-    """Text features [K, D] of one templated sentence per class (u_f of the paper)."""
-    return clip.encode_texts([template.format(name) for name in class_names])
+    """Text features [K, D] of one templated sentence per class (u_f of the paper).
+
+    ``{article}`` in the template becomes "a" or "an" ("a photo of {article} {}." gives "a photo
+    of an aeroplane.", the toy captions' grammar, rather than the never-seen "a aeroplane").
+    """
+    return clip.encode_texts(
+        [template.format(name, article=indefinite_article(name)) for name in class_names]
+    )
 
 
 def _create_pretrained(name: str, tag: str) -> nn.Module:

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from semples.clip.model import preprocess_images
+from semples.data.classes import indefinite_article
 from semples.data.toy_world import (
     CAPTION_PREFIX,
     TOY_CLASSES,
@@ -33,8 +34,7 @@ _HELD_OUT_SPLIT = "zero_shot"
 def object_prompt(name: str) -> str:
     """'a photo of a boat.': the toy captions' article ('an aeroplane') and the full stop of
     SemPLES' prompts (pretraining shows captions with and without it)."""
-    article = "an" if name[0] in "aeiou" else "a"
-    return f"{CAPTION_PREFIX}{article} {name}."
+    return f"{CAPTION_PREFIX}{indefinite_article(name)} {name}."
 
 
 def context_prompt(context: str) -> str:
@@ -131,7 +131,55 @@ def toy_zero_shot_report(
         ),
         "num_object_images": len(object_images),
         "num_context_images": len(context_images),
+        "cutout_margins": cutout_margins(encode_images, encode_texts, world, num_images),
     }
+
+
+def placed_object_scenes(world: ToyWorldConfig, count: int) -> list:
+    """Held-out scenes of one object, always on its context."""
+    placed = dataclasses.replace(world, min_objects=1, max_objects=1, co_occurrence=1.0)
+    return [render_scene(placed, _HELD_OUT_SPLIT, index) for index in range(count)]
+
+
+def cutout_margins(
+    encode_images: ImageEncoder, encode_texts: TextEncoder, world: ToyWorldConfig, count: int
+) -> dict[str, dict[str, float]]:
+    """Per class, mean cosines of what SemPLES shows CLIP: the object alone on black and its
+    context alone on black (object pixels black), with the class text and the context text.
+
+    SemPLES can only move a mask off the context if CLIP scores the object closer to its class
+    text than the context (``object_margin`` > 0) and the context closer to its own text than to
+    the class's (``context_margin`` > 0). Held-out one-object scenes drawn on their context.
+    """
+    scenes = placed_object_scenes(world, count)
+    classes = np.array([scene.labels[0] for scene in scenes])
+    objects = [np.where(scene.mask[..., None] > 0, scene.image, 0) for scene in scenes]
+    contexts = [np.where(scene.context[..., None] > 0, scene.image, 0) for scene in scenes]
+    with torch.no_grad():
+        texts = F.normalize(encode_texts(
+            [object_prompt(name) for name in TOY_CLASSES]
+            + [context_prompt(TOY_CONTEXTS[name]) for name in TOY_CLASSES]
+        ).float(), dim=-1)  # fmt: skip
+        cosine = {
+            name: F.normalize(encode_images(_to_tensor01(images)).float(), dim=-1) @ texts.T
+            for name, images in (("object", objects), ("context", contexts))
+        }
+    margins = {}
+    for k, name in enumerate(TOY_CLASSES):
+        rows = torch.from_numpy(classes == k)
+        if not rows.any():
+            continue
+        mean = {key: value[rows].mean(dim=0) for key, value in cosine.items()}
+        entry = {
+            "object_class_text": mean["object"][k].item(),
+            "object_context_text": mean["object"][len(TOY_CLASSES) + k].item(),
+            "context_class_text": mean["context"][k].item(),
+            "context_context_text": mean["context"][len(TOY_CLASSES) + k].item(),
+        }
+        entry["object_margin"] = entry["object_class_text"] - entry["context_class_text"]
+        entry["context_margin"] = entry["context_context_text"] - entry["context_class_text"]
+        margins[name] = {key: round(value, 4) for key, value in entry.items()}
+    return margins
 
 
 def _single_object_scenes(world: ToyWorldConfig, count: int) -> tuple[list[np.ndarray], list[int]]:

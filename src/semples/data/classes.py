@@ -16,6 +16,11 @@ VOC_CLASSES: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def indefinite_article(name: str) -> str:
+    """'an' before a vowel letter, else 'a' (enough for class names; not English phonology)."""
+    return "an" if name[:1].lower() in "aeiou" else "a"
+
+
 def multi_hot(class_indices: Iterable[int], num_classes: int) -> list[int]:
     """Multi-hot vector over the K foreground classes from 0-based class indices."""
     vector = [0] * num_classes
