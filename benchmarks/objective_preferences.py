@@ -30,7 +30,7 @@ from semples.clip.model import class_text_features, load_clip
 from semples.clip.prompts import PromptLearner
 from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.data.images import to_tensor
-from semples.diagnostics import Pair, objective_table
+from semples.diagnostics import Pair, objective_table, prompt_similarities
 from semples.models import masks_for_pairs
 from semples.training import stages
 
@@ -132,6 +132,8 @@ def main() -> None:
         )  # fmt: skip
         print("\nCosine of each learned prompt with its class text and with each context text:\n")
         print(similarity.to_string(float_format="%.2f"))
+        print("\nCosine of each learned prompt with CLIP's view of (each alone on black):\n")
+        print(prompt_similarities(clip, pairs, learned, names).to_string(float_format="%.3f"))
 
 
 if __name__ == "__main__":

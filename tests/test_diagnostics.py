@@ -8,7 +8,7 @@ from semples.clip import TOY_CLIP
 from semples.clip.model import class_text_features, load_clip
 from semples.data.images import to_tensor
 from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig, render_scene
-from semples.diagnostics import GROUND_TRUTH_VARIANTS, Pair, objective_table
+from semples.diagnostics import GROUND_TRUTH_VARIANTS, Pair, objective_table, prompt_similarities
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,27 @@ def test_masks_are_what_their_names_say(table):
     moved = table.loc["GT shape moved by half the image"]
     assert moved["mean area"] == pytest.approx(table.loc["ground truth", "mean area"])
     assert moved["soft IoU with GT"] < 0.5
+
+
+def test_prompt_similarities_find_a_prompt_that_is_its_context():
+    """A prompt equal to CLIP's feature of its class's context alone scores cosine 1 there and
+    less on the object: the table says the prompt would pull masks off the context."""
+    torch.manual_seed(0)
+    clip = load_clip(TOY_CLIP)
+    world = ToyWorldConfig(image_size=64, co_occurrence=1.0)
+    first = {}
+    for scene in (render_scene(world, "val", i) for i in range(12)):
+        for k in scene.labels:
+            first.setdefault(k, Pair(to_tensor(scene.image), k, scene.mask == k + 1,
+                                     scene.context == k + 1))  # fmt: skip
+    pairs = [first[k] for k in sorted(first)]
+    contexts = torch.stack([p.image * torch.from_numpy(p.context_mask).float() for p in pairs])
+    prompts = torch.zeros(len(TOY_CLASSES), clip.encode_texts(["x"]).shape[-1])
+    prompts[[p.class_index for p in pairs]] = clip.encode_images(contexts).detach()
+    table = prompt_similarities(clip, pairs, prompts, TOY_CLASSES)
+    assert list(table.index) == [TOY_CLASSES[p.class_index] for p in pairs]
+    np.testing.assert_allclose(table["context alone"], 1.0, atol=1e-4)
+    assert (table["context - object"] > 0).all()
+    no_context = [Pair(p.image, p.class_index, p.object_mask, None) for p in pairs]
+    with pytest.raises(ValueError, match="non-empty context mask"):
+        prompt_similarities(clip, no_context, prompts, TOY_CLASSES)

@@ -163,3 +163,39 @@ def objective_table(
         total = sum(n for n, _ in batches)
         rows[name] = {k: sum(n * row[k] for n, row in batches) / total for k in batches[0][1]}
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# What a class's background prompt should and should not look like, as SemPLES shows it to CLIP.
+PROMPT_PROBES: dict[str, Callable[[Pair], np.ndarray]] = {
+    "object alone": lambda p: p.object_mask,
+    "context alone": lambda p: p.context_mask,
+    "object + context": lambda p: p.object_mask | p.context_mask,
+    "image minus object (stage 2's target)": lambda p: ~p.object_mask,
+}
+
+
+@torch.no_grad()
+def prompt_similarities(
+    clip: FrozenClip, pairs: Sequence[Pair], prompt_features: Tensor, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Per class, mean cosine of its prompt feature [K, D] with CLIP's features of the object,
+    its context, both, and the image minus the object, each alone on black (pairs with a
+    context mask only). L_refine removes the context from a mask only if the prompt is closer
+    to the context than to the object (``context - object`` > 0)."""
+    pairs = [pair for pair in pairs if pair.context_mask is not None and pair.context_mask.any()]
+    if not pairs:
+        raise ValueError("prompt_similarities needs pairs with a non-empty context mask")
+    images = torch.stack([pair.image for pair in pairs])
+    classes = torch.tensor([pair.class_index for pair in pairs])
+    prompts = torch.nn.functional.normalize(prompt_features.float(), dim=-1)[classes]
+    columns = {}
+    for name, probe in PROMPT_PROBES.items():
+        masks = torch.tensor(np.stack([probe(pair) for pair in pairs]), dtype=torch.float32)
+        features = torch.nn.functional.normalize(
+            clip.encode_images(masks.unsqueeze(1) * images).float(), dim=-1
+        )
+        columns[name] = (features * prompts).sum(dim=-1).numpy()
+    table = pd.DataFrame(columns).groupby(classes.numpy()).mean()
+    table.index = [class_names[k] for k in table.index]
+    table["context - object"] = table["context alone"] - table["object alone"]
+    return table
