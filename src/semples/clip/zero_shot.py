@@ -22,6 +22,7 @@ from semples.data.toy_world import (
     TOY_CONTEXTS,
     ToyWorldConfig,
     captioned_scene,
+    on_black,
     render_scene,
 )
 
@@ -153,8 +154,8 @@ def cutout_margins(
     """
     scenes = placed_object_scenes(world, count)
     classes = np.array([scene.labels[0] for scene in scenes])
-    objects = [np.where(scene.mask[..., None] > 0, scene.image, 0) for scene in scenes]
-    contexts = [np.where(scene.context[..., None] > 0, scene.image, 0) for scene in scenes]
+    objects = [on_black(scene.image, scene.mask > 0) for scene in scenes]
+    contexts = [on_black(scene.image, scene.context > 0) for scene in scenes]
     with torch.no_grad():
         texts = F.normalize(encode_texts(
             [object_prompt(name) for name in TOY_CLASSES]

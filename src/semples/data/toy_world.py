@@ -233,10 +233,15 @@ def _morph_blur(hard: np.ndarray, dilate: int, sigma: float) -> np.ndarray:
     return np.asarray(image, np.float32) / 255.0
 
 
+def on_black(image: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The pixels of an H x W x 3 uint8 ``image`` where ``keep`` (H x W bool), black elsewhere."""
+    return np.where(keep[..., None], image, 0).astype(np.uint8)
+
+
 def _cut_out_objects(scene: ToyScene) -> ToyScene:
     """The objects alone on black: what a CLIP trained on web data knows (an object is itself
     without its usual context), and what SemPLES's masked foregrounds look like."""
-    image = np.where(scene.mask[..., None] > 0, scene.image, 0).astype(np.uint8)
+    image = on_black(scene.image, scene.mask > 0)
     return ToyScene(
         image=image,
         mask=scene.mask,
@@ -252,7 +257,7 @@ def _cut_out_contexts(scene: ToyScene) -> ToyScene:
     set is an object cut-out, and the toy CLIP names a context on black after its object
     (measured: the grass of a cow scene on black scored 0.68 with "a photo of a cow." and 0.63
     with "a photo of grass.")."""
-    image = np.where(scene.context[..., None] > 0, scene.image, 0).astype(np.uint8)
+    image = on_black(scene.image, scene.context > 0)
     shown = set(np.unique(scene.context).tolist())
     contexts = tuple(
         context for context in scene.contexts
