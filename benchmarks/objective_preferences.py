@@ -30,7 +30,12 @@ from semples.clip.model import class_text_features, load_clip
 from semples.clip.prompts import PromptLearner
 from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.data.images import to_tensor
-from semples.diagnostics import Pair, objective_table, prompt_similarities
+from semples.diagnostics import (
+    Pair,
+    objective_table,
+    prompt_similarities,
+    stage2_target_charges,
+)
 from semples.models import masks_for_pairs
 from semples.training import stages
 
@@ -109,6 +114,10 @@ def main() -> None:
         table = objective_table(clip, pairs, labels, background, masks, lambda_b, area, lam)
         print(f"\nL_refine against the {prompts_name}:\n")
         print(table.to_string(float_format="%.3f"))
+    if any(p.context_mask is not None and p.context_mask.any() for p in pairs):
+        print("\nWhat the best prompt stage 2 can fit would make L_refine charge (> 0: the "
+              "context is taken off a mask):\n")  # fmt: skip
+        print(stage2_target_charges(clip, pairs, labels, names).to_string(float_format="%.3f"))
     prompts = load_state("06_models/background_prompts.pt")
     if prompts:
         learner = PromptLearner(clip, len(names), length=params["prompts"]["length"],

@@ -8,7 +8,14 @@ from semples.clip import TOY_CLIP
 from semples.clip.model import class_text_features, load_clip
 from semples.data.images import to_tensor
 from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig, render_scene
-from semples.diagnostics import GROUND_TRUTH_VARIANTS, Pair, objective_table, prompt_similarities
+from semples.diagnostics import (
+    GROUND_TRUTH_VARIANTS,
+    Pair,
+    objective_table,
+    probe_features,
+    prompt_similarities,
+    stage2_target_charges,
+)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,39 @@ def test_prompt_similarities_find_a_prompt_that_is_its_context():
     no_context = [Pair(p.image, p.class_index, p.object_mask, None) for p in pairs]
     with pytest.raises(ValueError, match="non-empty context mask"):
         prompt_similarities(clip, no_context, prompts, TOY_CLASSES)
+
+
+def test_stage2_target_charges_are_what_the_best_prompt_would_charge():
+    """The charge against the raw target is prompt_similarities' (object + context) - (object)
+    for a prompt equal to the mean view of the image minus the object; removing a class text
+    that is orthogonal to every view changes nothing."""
+    torch.manual_seed(0)
+    clip = load_clip(TOY_CLIP)
+    world = ToyWorldConfig(image_size=64, co_occurrence=1.0)
+    pairs = [
+        Pair(to_tensor(scene.image), k, scene.mask == k + 1, scene.context == k + 1)
+        for scene in (render_scene(world, "val", i) for i in range(6))
+        for k in scene.labels
+    ]
+    views = probe_features(clip, pairs)
+    classes = torch.tensor([p.class_index for p in pairs])
+    dim = views["object alone"].shape[-1]
+    targets = torch.zeros(len(TOY_CLASSES), dim)
+    for k in classes.unique():
+        targets[k] = torch.nn.functional.normalize(
+            views["image minus object (stage 2's target)"][classes == k].mean(0), dim=0
+        )
+    # A text orthogonal to every view of every pair (4 x 9 views span < 128 dimensions): the
+    # text term removes nothing.
+    stacked = torch.cat(list(views.values()))
+    basis = torch.linalg.svd(stacked, full_matrices=True).Vh
+    orthogonal_text = basis[-1].expand(len(TOY_CLASSES), dim)
+    table = stage2_target_charges(clip, pairs, orthogonal_text, TOY_CLASSES)
+    reference = prompt_similarities(clip, pairs, targets, TOY_CLASSES)
+    charge = reference["object + context"] - reference["object alone"]
+    np.testing.assert_allclose(table["charge (target)"], charge[table.index], atol=1e-5)
+    np.testing.assert_allclose(
+        table["charge (target ⊥ text)"], table["charge (target)"], atol=1e-4
+    )
+    np.testing.assert_allclose(table["target · class text"], 0.0, atol=1e-4)
+    assert table["pairs"].sum() == sum(bool(p.context_mask.any()) for p in pairs)

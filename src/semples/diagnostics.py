@@ -172,6 +172,26 @@ PROMPT_PROBES: dict[str, Callable[[Pair], np.ndarray]] = {
     "object + context": lambda p: p.object_mask | p.context_mask,
     "image minus object (stage 2's target)": lambda p: ~p.object_mask,
 }
+PROBE_STAGE2_TARGET = "image minus object (stage 2's target)"
+
+
+def _probe_pairs(pairs: Sequence[Pair]) -> list[Pair]:
+    pairs = [pair for pair in pairs if pair.context_mask is not None and pair.context_mask.any()]
+    if not pairs:
+        raise ValueError("the prompt diagnostics need pairs with a non-empty context mask")
+    return pairs
+
+
+@torch.no_grad()
+def probe_features(clip: FrozenClip, pairs: Sequence[Pair]) -> dict[str, Tensor]:
+    """CLIP's unit features [N, D] of each ``PROMPT_PROBES`` view of each pair, alone on black."""
+    images = torch.stack([pair.image for pair in pairs])
+    features = {}
+    for name, probe in PROMPT_PROBES.items():
+        masks = torch.tensor(np.stack([probe(pair) for pair in pairs]), dtype=torch.float32)
+        encoded = clip.encode_images(masks.unsqueeze(1) * images).float()
+        features[name] = torch.nn.functional.normalize(encoded, dim=-1)
+    return features
 
 
 @torch.no_grad()
@@ -182,20 +202,47 @@ def prompt_similarities(
     its context, both, and the image minus the object, each alone on black (pairs with a
     context mask only). L_refine removes the context from a mask only if the prompt is closer
     to the context than to the object (``context - object`` > 0)."""
-    pairs = [pair for pair in pairs if pair.context_mask is not None and pair.context_mask.any()]
-    if not pairs:
-        raise ValueError("prompt_similarities needs pairs with a non-empty context mask")
-    images = torch.stack([pair.image for pair in pairs])
+    pairs = _probe_pairs(pairs)
     classes = torch.tensor([pair.class_index for pair in pairs])
     prompts = torch.nn.functional.normalize(prompt_features.float(), dim=-1)[classes]
-    columns = {}
-    for name, probe in PROMPT_PROBES.items():
-        masks = torch.tensor(np.stack([probe(pair) for pair in pairs]), dtype=torch.float32)
-        features = torch.nn.functional.normalize(
-            clip.encode_images(masks.unsqueeze(1) * images).float(), dim=-1
-        )
-        columns[name] = (features * prompts).sum(dim=-1).numpy()
+    columns = {
+        name: (features * prompts).sum(dim=-1).numpy()
+        for name, features in probe_features(clip, pairs).items()
+    }
     table = pd.DataFrame(columns).groupby(classes.numpy()).mean()
     table.index = [class_names[k] for k in table.index]
     table["context - object"] = table["context alone"] - table["object alone"]
     return table
+
+
+@torch.no_grad()
+def stage2_target_charges(
+    clip: FrozenClip, pairs: Sequence[Pair], class_features: Tensor, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """What the best prompt stage 2 can learn would make L_refine do, per class.
+
+    Stage 2 fits a class's prompt to CLIP's view of the image minus the object and pushes it
+    from the class text; the best fit is the mean of those views (``target``), and with the
+    class text's component removed (``target ⊥ text``) what the text term lets it keep. The
+    ``charge`` columns are the mean of sim(object + context) - sim(object alone) against each:
+    L_refine pushes the foreground away from the prompt, so it takes the context off a mask only
+    where the charge is positive. Negative charges mean no prompt stage 2 can learn removes the
+    context: the world (what the image minus the object shows) is to blame, not the optimiser."""
+    pairs = _probe_pairs(pairs)
+    classes = np.array([pair.class_index for pair in pairs])
+    views = probe_features(clip, pairs)
+    texts = torch.nn.functional.normalize(class_features.float(), dim=-1)
+    rows = {}
+    for k in np.unique(classes):
+        chosen = torch.from_numpy(classes == k)
+        target = torch.nn.functional.normalize(views[PROBE_STAGE2_TARGET][chosen].mean(0), dim=0)
+        text = texts[k]
+        orthogonal = torch.nn.functional.normalize(target - (target @ text) * text, dim=0)
+        charge = views["object + context"][chosen] - views["object alone"][chosen]
+        rows[class_names[k]] = {
+            "pairs": int(chosen.sum()),
+            "target · class text": float(target @ text),
+            "charge (target)": float((charge @ target).mean()),
+            "charge (target ⊥ text)": float((charge @ orthogonal).mean()),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -270,6 +270,27 @@ def test_context_cutouts_show_the_contexts_alone_on_black_named_as_contexts():
     assert seen >= 15
 
 
+def test_context_fill_grows_each_context_over_its_slot():
+    """At context_fill 1 a context is the object's whole background in its column, as in a
+    photo: ground contexts and sky span every row, rails run from the wheels to the bottom; the
+    contexts of fill 0 stay where they were (only grown)."""
+    lone = dataclasses.replace(CONFIG, co_occurrence=1.0, min_objects=1, max_objects=1)
+    filled = dataclasses.replace(lone, context_fill=1.0)
+    for index in range(24):
+        before, after = render_scene(lone, "train", index), render_scene(filled, "train", index)
+        (k,) = after.labels
+        rows, cols = np.nonzero(after.mask)
+        middle = int(np.median(cols))
+        column = (after.context[:, middle] > 0) | (after.mask[:, middle] > 0)
+        if TOY_CONTEXTS[TOY_CLASSES[k]] == "rails":
+            assert column[rows.max():].all() and not column[: rows.min()].any()
+        else:
+            assert column.all()
+        objects = (before.mask > 0) | (after.mask > 0)
+        assert ((after.context > 0) | objects)[(before.context > 0)].all()
+        assert (after.context > 0).sum() >= (before.context > 0).sum()
+
+
 def test_masked_views_name_what_stays_visible():
     """A masked view darkens its scene through a soft mask; its caption names an object when
     at least half of it shows: never a blacked-out one, always an untouched one."""
@@ -357,6 +378,7 @@ def test_negative_index_is_rejected():
         ({"object_only_caption": float("nan")}, r"object_only_caption must be in \[0, 1\]"),
         ({"masked_view_fraction": 1.2}, r"masked_view_fraction must be in \[0, 1\], got 1.2"),
         ({"context_cutout_fraction": -1}, r"context_cutout_fraction must be in \[0, 1\], got -1"),
+        ({"context_fill": 1.5}, r"context_fill must be in \[0, 1\], got 1.5"),
         ({"min_objects": 0}, "min_objects=0, max_objects=3"),
         ({"min_objects": 3, "max_objects": 2}, "min_objects=3, max_objects=2"),
         ({"max_objects": 7}, "min_objects=1, max_objects=7"),

@@ -75,6 +75,7 @@ class ToyWorldConfig:
     object_cutout_fraction: float = 0.2
     masked_view_fraction: float = 0.0
     context_cutout_fraction: float = 0.0
+    context_fill: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -84,7 +85,10 @@ class ToyWorldConfig:
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         probabilities = ("co_occurrence", "context_only_fraction", "object_only_caption")
-        fractions = ("object_cutout_fraction", "masked_view_fraction", "context_cutout_fraction")
+        fractions = (
+            "object_cutout_fraction", "masked_view_fraction", "context_cutout_fraction",
+            "context_fill",
+        )  # fmt: skip
         for name in (*probabilities, *fractions):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
@@ -309,7 +313,7 @@ def _compose(config: ToyWorldConfig, rng: np.random.Generator, classes: list[int
     for placement in placements:
         if rng.random() < config.co_occurrence:
             context = TOY_CONTEXTS[TOY_CLASSES[placement.class_index]]
-            _paint_context(canvas, context_map, rng, context, placement)
+            _paint_context(canvas, context_map, rng, context, placement, config.context_fill)
             contexts.append(context)
     drawn = [_paste_object(canvas, mask, rng, placement) for placement in placements]
     _check_visible(mask, placements, drawn)
@@ -328,7 +332,7 @@ def _compose_context_only(
     owner = _CONTEXT_OWNERS[context]
     (placement,) = _place_objects(rng, [TOY_CLASSES.index(owner)], size)
     context_map = np.zeros((size, size), np.uint8)
-    _paint_context(canvas, context_map, rng, context, placement)
+    _paint_context(canvas, context_map, rng, context, placement, config.context_fill)
     mask = np.zeros((size, size), np.uint8)
     return ToyScene(_finish(canvas, rng), mask, (), (context,), context_map)
 
@@ -362,13 +366,16 @@ def _paint_context(
     rng: np.random.Generator,
     context: str,
     placement: _Placement,
+    fill: float,
 ) -> None:
-    """Paint ``context`` over the object's slot (a little wider), at the rows where it belongs,
-    and mark those pixels with the object's label value in ``context_map``."""
+    """Paint ``context`` over the object's slot (a little wider), at the rows where it belongs
+    (grown by ``fill``, see ``_fill_rows``), and mark those pixels with the object's label value
+    in ``context_map``."""
     size = canvas.shape[0]
     left = max(0, placement.slot[0] - int(rng.integers(0, 4)))
     right = min(size, placement.slot[1] + int(rng.integers(0, 4)))
     top, bottom = _context_rows(rng, context, placement.box, size)
+    top, bottom = _fill_rows(context, top, bottom, size, fill)
     canvas[top:bottom, left:right] = _TEXTURES[context](rng, bottom - top, right - left)
     context_map[top:bottom, left:right] = placement.class_index + 1
 
@@ -387,6 +394,16 @@ def _context_rows(
         return top, min(size, max(top + 6, round(y1 + rng.uniform(0.12, 0.25) * size)))
     sink = {"water": (0.2, 0.3), "grass": (0.3, 0.6), "road": (0.2, 0.35), "snow": (0.3, 0.6)}
     return round(y1 - rng.uniform(*sink[context]) * height), size
+
+
+def _fill_rows(context: str, top: int, bottom: int, size: int, fill: float) -> tuple[int, int]:
+    """Grow a context's rows by ``fill`` of the slot it leaves free: ground contexts up towards
+    the top, sky and rails down towards the bottom. In a photo the context is most of an
+    object's background; at 0 (no growth) the toy world's neutral pastel is, and SemPLES's
+    stage 2, which fits each prompt to the image minus the object, learns the pastel instead."""
+    if context in ("sky", "rails"):
+        return top, bottom + round(fill * (size - bottom))
+    return top - round(fill * top), bottom
 
 
 def _paste_object(
