@@ -31,7 +31,7 @@ def run(tmp_path, pipeline, params=PARAMS) -> DataCatalog:
                 for name in ("generated_images", "generated_masks", "generated_context_masks")
             },
         },
-        keep=["image_index", "caption_index", "ingestion_report@json"],
+        keep=["image_index", "caption_index", "dataset_classes", "ingestion_report@json"],
     )
     SequentialRunner().run(pipeline, catalog)
     return catalog
@@ -61,6 +61,9 @@ def test_toy_ingestion_builds_index_captions_and_report(tmp_path):
     assert len(captions) == 4 and captions["caption"].str.startswith("a photo of ").all()
     report = catalog.load("ingestion_report@json")
     assert report["num_images"] == 9 and report["num_skipped"] == 0
+    # The toy world's parameters name the data in every later report (runs on other worlds
+    # are other series).
+    assert catalog.load("dataset_classes")["dataset_params"] == PARAMS["toy"]
     assert sum(report["class_frequency"].values()) == sum(map(sum, index["labels"]))
 
 

@@ -18,7 +18,12 @@ def build_image_index(
     images, masks, contexts, annotations: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
     dataset = ingest.build_index(params, images, masks, contexts, annotations)
-    classes = {"dataset": ingest.dataset_name(params), "class_names": dataset.class_names}
+    name = ingest.dataset_name(params)
+    # The dataset's own parameters travel with its classes into every run's report, so that
+    # runs on different toy worlds (or roots) are never grouped or compared as one series.
+    classes = {
+        "dataset": name, "dataset_params": dict(params[name]), "class_names": dataset.class_names
+    }  # fmt: skip
     skipped = pd.DataFrame(dataset.skipped, columns=["id", "split", "path", "reason"])
     return dataset.image_index, dataset.caption_index, classes, skipped
 

@@ -130,7 +130,11 @@ def _evaluated(image_index: pd.DataFrame, split: str, saved, num_classes: int):
 
 def _report_params(params: dict[str, Any], classes: dict) -> dict[str, Any]:
     """The key parameters plus the dataset, so that runs on different data are told apart."""
-    return {**stages.report_params(params), "dataset": classes.get("dataset")}
+    return {
+        **stages.report_params(params),
+        "dataset": classes.get("dataset"),
+        "dataset_params": classes.get("dataset_params"),
+    }
 
 
 def _leak_text(report: dict[str, Any]) -> str:
