@@ -20,7 +20,6 @@ import glob
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
@@ -28,8 +27,8 @@ import yaml
 from semples.clip import TOY_CLIP
 from semples.clip.model import class_text_features, load_clip
 from semples.clip.prompts import PromptLearner
-from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.data.images import to_tensor
+from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.diagnostics import (
     Pair,
     objective_table,

@@ -118,8 +118,6 @@ def test_stage2_target_charges_are_what_the_best_prompt_would_charge():
     reference = prompt_similarities(clip, pairs, targets, TOY_CLASSES)
     charge = reference["object + context"] - reference["object alone"]
     np.testing.assert_allclose(table["charge (target)"], charge[table.index], atol=1e-5)
-    np.testing.assert_allclose(
-        table["charge (target ⊥ text)"], table["charge (target)"], atol=1e-4
-    )
+    np.testing.assert_allclose(table["charge (target ⊥ text)"], table["charge (target)"], atol=1e-4)
     np.testing.assert_allclose(table["target · class text"], 0.0, atol=1e-4)
     assert table["pairs"].sum() == sum(bool(p.context_mask.any()) for p in pairs)

@@ -9,8 +9,9 @@ pretraining has its own seed): ``kedro run --pipeline=pseudo_labels --to-nodes=p
 Each configuration and seed is then ``kedro run --pipeline=pseudo_labels
 --from-nodes=initialise_generator_as_cam_classifier --to-nodes=evaluate_cams`` in the project
 root, reading those shared artefacts' newest versions, so its CAM report (final CAMs, every
-stage's generator, the context leak) joins the history that ``reporting`` reads. A thin entry point, like ``semples.__main__``: it only reads the finished
-table back through the project's catalog.
+stage's generator, the context leak) joins the history that ``reporting`` reads. A thin
+entry point, like ``semples.__main__``: it only reads the finished table back through the
+project's catalog.
 """
 
 from __future__ import annotations

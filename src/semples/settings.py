@@ -2,6 +2,8 @@
 
 from kedro.config import OmegaConfigLoader
 
+from semples.hooks import ParameterValidation
+
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -9,3 +11,5 @@ CONFIG_LOADER_ARGS = {
     # conf/voc, conf/coco and conf/test override only the keys they name.
     "merge_strategy": {"parameters": "soft"},
 }
+
+HOOKS = (ParameterValidation(),)

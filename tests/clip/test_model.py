@@ -7,7 +7,6 @@ import open_clip
 import pytest
 import torch
 import torch.nn.functional as F
-
 from tolerances import FP32_NETWORK
 
 from semples.clip import TOY_CLIP, FrozenClip, class_text_features, load_clip, save_clip_weights

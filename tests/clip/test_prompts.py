@@ -3,10 +3,10 @@ real words give exactly CLIP's feature of the sentence made of those words."""
 
 import pytest
 import torch
+from tolerances import FP32_NETWORK
 
 from semples.clip import TOY_CLIP, FrozenClip, PromptLearner, load_clip
 from semples.clip.prompts import prompt_token_ids
-from tolerances import FP32_NETWORK
 
 WORDS = "calm blue water under a clear sky"
 LENGTH = 7  # the words of WORDS, one BPE token each

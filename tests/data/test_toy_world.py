@@ -283,7 +283,7 @@ def test_context_fill_grows_each_context_over_its_slot():
         middle = int(np.median(cols))
         column = (after.context[:, middle] > 0) | (after.mask[:, middle] > 0)
         if TOY_CONTEXTS[TOY_CLASSES[k]] == "rails":
-            assert column[rows.max():].all() and not column[: rows.min()].any()
+            assert column[rows.max() :].all() and not column[: rows.min()].any()
         else:
             assert column.all()
         objects = (before.mask > 0) | (after.mask > 0)

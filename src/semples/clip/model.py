@@ -157,6 +157,23 @@ def load_clip(
     return FrozenClip(model, name, precision).to(device)
 
 
+def check_clip_weights(name: str, weights: str | Path) -> None:
+    """Raise (naming the file and the architecture) unless ``weights`` is a state dict that
+    fits open_clip's ``name``: the check a run makes before training, not an hour into it."""
+    if name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {name!r}")
+    model = open_clip.create_model(name)
+    problems = _state_dict_mismatches(
+        model.state_dict(),
+        {key.removeprefix("module."): v for key, v in _read_weights(Path(weights)).items()},
+    )
+    if problems:
+        raise ValueError(
+            f"{weights} does not hold weights of CLIP {name}: {len(problems)} mismatching keys, "
+            f"e.g. {problems[:3]}"
+        )
+
+
 def save_clip_weights(model: nn.Module, path: str | Path) -> None:
     """Write CLIP's weights as a plain state dict of CPU tensors, what ``load_clip`` reads."""
     inner = model.model if isinstance(model, FrozenClip) else model

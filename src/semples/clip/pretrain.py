@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
+from pydantic import ConfigDict, with_config
 from tqdm.auto import tqdm
 
 from semples.clip.model import preprocess_images
@@ -31,6 +32,8 @@ _OCCLUDED_AREA = (0.1, 0.4)
 _MAX_LOGIT_SCALE = math.log(100.0)
 
 
+# Unknown keys in its parameter section are errors (semples.parameters validates with it).
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class PretrainConfig:
     """Budget, optimiser and augmentation of contrastive pretraining.

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+from pydantic import ConfigDict, with_config
 
 from semples.data.classes import indefinite_article
 
@@ -59,6 +60,8 @@ _MIN_SLOT = 10
 _CAPTIONED_STREAM = "__captioned__"
 
 
+# Unknown keys in its parameter section are errors (semples.parameters validates with it).
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class ToyWorldConfig:
     """Size and statistics of the toy world; one value of it fixes every scene."""

@@ -203,6 +203,7 @@ _ARCHITECTURES: dict[str, type[MaskGenerator]] = {
     "deit_small": DeiTSmallCam,
     "small_fcn": SmallFcnCam,
 }
+GENERATOR_ARCHITECTURES = tuple(_ARCHITECTURES)
 
 
 def build_mask_generator(
@@ -344,7 +345,9 @@ def masks_for_pairs(
             f"{tuple(batch_index.shape)} and {tuple(class_index.shape)}"
         )
     if activation not in MASK_ACTIVATIONS:
-        raise ValueError(f"unknown mask activation {activation!r}; choose one of {MASK_ACTIVATIONS}")
+        raise ValueError(
+            f"unknown mask activation {activation!r}; choose one of {MASK_ACTIVATIONS}"
+        )
     selected = logits[batch_index, class_index].unsqueeze(1)
     if activation == "relu_max":
         maps = F.interpolate(F.relu(selected), size=size, mode="bilinear", align_corners=False)

@@ -178,6 +178,7 @@ _BACKBONES: dict[str, tuple[type[nn.Module], int, int]] = {
     "resnet50": (_ResNet50Trunk, 32, 256),  # IRN's widths
     "small": (_SmallTrunk, 32, 64),  # narrower displacement branch, sized for 2 CPU cores
 }
+IRNET_BACKBONES = tuple(_BACKBONES)
 
 
 class IRNet(nn.Module):

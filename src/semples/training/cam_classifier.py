@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from pydantic import ConfigDict, with_config
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -26,6 +27,8 @@ from semples.training.loop import cosine_lr, epoch_order
 from semples.training.step import optimizer_step
 
 
+# Unknown keys in its parameter section are errors (semples.parameters validates with it).
+@with_config(ConfigDict(extra="forbid"))
 @dataclass(frozen=True)
 class CamClassifierConfig:
     """Budget and optimiser of CAM-classifier training (AdamW, cosine decay, no warm-up)."""

@@ -1,0 +1,214 @@
+"""The parameter schema: every environment's parameters pass, and each kind of mistake is
+named with its dotted key, its value and the reason, before any node runs."""
+
+import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from kedro.config import OmegaConfigLoader
+
+from semples.parameters import ParameterError, validate_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parameters(env: str | None = None) -> dict:
+    loader = OmegaConfigLoader(
+        str(ROOT / "conf"), base_env="base", default_run_env="local", env=env,
+        merge_strategy={"parameters": "soft"},
+    )  # fmt: skip
+    return copy.deepcopy(dict(loader["parameters"]))
+
+
+@pytest.fixture(scope="module")
+def base() -> dict:
+    return parameters()
+
+
+def changed(params: dict, dotted: str, value) -> dict:
+    params = copy.deepcopy(params)
+    *parents, last = dotted.split(".")
+    section = params
+    for key in parents:
+        section = section[key]
+    section[last] = value
+    return params
+
+
+@pytest.mark.parametrize("env", [None, "test", "voc", "coco"])
+def test_every_environment_validates(env, tmp_path):
+    params = parameters(env)
+    dataset = params["ingestion"]["dataset"]
+    if dataset != "toy":  # a real dataset needs its root folder
+        params = changed(params, f"ingestion.{dataset}.root", str(tmp_path))
+    validate_parameters(params)
+
+
+@pytest.mark.parametrize(
+    "dotted,value,message",
+    [
+        (
+            "pseudo_labels.train.max_step",
+            1,
+            r"pseudo_labels\.train\.max_step: unknown key; did you mean `max_steps`\?",
+        ),
+        (
+            "pseudo_labels.train.common.lamda_b",
+            1,
+            r"did you mean `lambda_b`\?",
+        ),
+        (
+            "ingestion.toy.context_fil",
+            1,
+            r"ingestion\.toy\.context_fil: unknown key; did you mean `context_fill`\?",
+        ),
+        (
+            "pseudo_labels.toy_clip.pretraining.epoch",
+            1,
+            r"did you mean `epochs`\?",
+        ),
+        (
+            "pseudo_labels.pseudo_masks.refine",
+            "irm",
+            r"pseudo_masks\.refine = 'irm': Input should be 'none', 'crf', 'irn' or 'irn\+crf'",
+        ),
+        (
+            "pseudo_labels.train.loss_ablation",
+            "al",
+            r"loss_ablation = 'al'",
+        ),
+        (
+            "pseudo_labels.background_prompts",
+            "leaned",
+            r"background_prompts = 'leaned'",
+        ),
+        (
+            "pseudo_labels.generator.arch",
+            "resnet51",
+            r"generator\.arch = 'resnet51'.*'small_fcn'",
+        ),
+        (
+            "pseudo_labels.pseudo_masks.irnet.backbone",
+            "big",
+            r"irnet\.backbone = 'big'",
+        ),
+        (
+            "pseudo_labels.device",
+            "gpu",
+            r"pseudo_labels\.device = 'gpu'",
+        ),
+        (
+            "pseudo_labels.train.common.batch_size",
+            "abc",
+            r"pseudo_labels\.train\.common\.batch_size = 'abc': Input should be a valid integer",
+        ),
+        (
+            "pseudo_labels.train.stage1.lr",
+            -1.0,
+            r"stage1\.lr = -1\.0: Input should be greater than 0",
+        ),
+        (
+            "pseudo_labels.pseudo_masks.cam_threshold",
+            1.5,
+            r"cam_threshold = 1\.5: Input should be less than or equal to 1",
+        ),
+        (
+            "pseudo_labels.pseudo_masks.ir_labels.bg_threshold",
+            0.9,
+            r"bg_threshold \(0\.9\) must not exceed fg_threshold \(0\.7\)",
+        ),
+        (
+            "pseudo_labels.text_template",
+            "a photo",
+            r"text_template needs a '\{\}'",
+        ),
+        (
+            "ingestion.toy.co_occurrence",
+            1.5,
+            r"co_occurrence must be in \[0, 1\], got 1\.5",
+        ),
+        (
+            "ingestion.dataset",
+            "imagenet",
+            r"ingestion\.dataset = 'imagenet'",
+        ),
+        (
+            "pseudo_labels.clip.weights",
+            "/nowhere/clip.pt",
+            r"clip\.weights = '/nowhere/clip\.pt': no such file: /nowhere/clip\.pt",
+        ),
+        (
+            "pseudo_labels.generator.weights",
+            "/nowhere/g.pt",
+            r"no such file: /nowhere/g\.pt",
+        ),
+        (
+            "segmentation.backbone_weights",
+            "/nowhere/r18.pth",
+            r"segmentation\.backbone_weights .*no such file",
+        ),
+        (
+            "segmentation.train.loss",
+            "dice",
+            r"segmentation\.train\.loss = 'dice'",
+        ),
+        (
+            "reporting.per_class_runs",
+            0,
+            r"reporting\.per_class_runs = 0",
+        ),
+    ],
+)
+def test_each_mistake_is_named(base, dotted, value, message):
+    with pytest.raises(ParameterError, match=message):
+        validate_parameters(changed(base, dotted, value))
+
+
+def test_every_problem_is_listed_and_other_sections_can_be_skipped(base):
+    params = changed(changed(base, "pseudo_labels.seed", -1), "segmentation.seed", "x")
+    with pytest.raises(ParameterError) as error:
+        validate_parameters(params)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "invalid parameters:" and len(lines) == 3
+    validate_parameters(params, sections={"ingestion", "reporting"})
+
+
+def test_a_typo_stops_kedro_run_before_any_node(tmp_path):
+    """The hook runs before the first node: the run fails in seconds and names the key."""
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipeline=pseudo_labels",
+         "--params=pseudo_labels.train.max_step=1"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "did you mean `max_steps`?" in output
+    assert "Running node" not in output
+
+
+def test_clip_weights_must_fit_the_named_architecture(base, tmp_path):
+    """A fitting file passes; another architecture's or a corrupt file is named with the
+    architecture, before any training."""
+    import torch
+
+    from semples.clip import TOY_CLIP
+    from semples.clip.model import load_clip, save_clip_weights
+
+    fitting = tmp_path / "toy.pt"
+    save_clip_weights(load_clip(TOY_CLIP), fitting)
+    validate_parameters(changed(base, "pseudo_labels.clip.weights", str(fitting)))
+    state = torch.load(fitting, weights_only=True)
+    key = next(iter(state))
+    state[key] = torch.zeros(3, 1)
+    misfit = tmp_path / "misfit.pt"
+    torch.save(state, misfit)
+    with pytest.raises(ParameterError, match=rf"{misfit} does not hold weights of CLIP {TOY_CLIP}"):
+        validate_parameters(changed(base, "pseudo_labels.clip.weights", str(misfit)))
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ParameterError, match=rf"{corrupt} is not a torch state-dict file"):
+        validate_parameters(changed(base, "pseudo_labels.clip.weights", str(corrupt)))
