@@ -282,3 +282,20 @@ def test_ablation_summary_reads_mean_and_sd():
     ]  # fmt: skip
     assert summary["value"].tolist() == ["0.40 ± 0.10", "0.25 ± 0.07", "0.90"]
     assert "| 0.40 ± 0.10 |" in table_to_markdown(summary)
+
+
+def test_deltas_stay_within_one_series_of_the_same_data():
+    """A run on fewer images or on another toy world starts its own series: no delta against
+    the run before it, which was on other data."""
+    runs = {
+        OLD: cam_report(0.4, {}, dataset="toy", dataset_params={"context_fill": 0.0}),
+        NEW: cam_report(0.5, {}, dataset="toy", dataset_params={"context_fill": 1.0}),
+        NEWEST: cam_report(0.7, {}, dataset="toy", dataset_params={"context_fill": 1.0}),
+        "2026-11-27T00.00.00.000Z": {**cam_report(0.9, {}, dataset="toy",
+                                                  dataset_params={"context_fill": 1.0}),
+                                     "num_images": 3},
+    }  # fmt: skip
+    table = comparison_table({"cam_metrics": runs}, SPECS)
+    deltas = table["delta"].tolist()
+    assert math.isnan(deltas[0]) and math.isnan(deltas[1]) and math.isnan(deltas[3])
+    assert deltas[2] == pytest.approx(0.2)

@@ -112,7 +112,11 @@ def comparison_table(
             )
     table = pd.DataFrame(rows, columns=None if rows else FIXED_COLUMNS + extras)
     table = table.astype({"value": float, **{column: float for column in extras}})
-    table["delta"] = table.groupby("report")["value"].diff()
+    # A change is only a change within one series: the same report on the same data (split,
+    # image count, dataset and its parameters); a test run is never compared with a full one.
+    data = [c for c in table.columns if c.startswith(f"{PARAMS_PREFIX}dataset")]
+    series = _configuration_keys(table, [*CONFIGURATION_COLUMNS, *data])
+    table["delta"] = table.groupby(series)["value"].diff() if len(table) else []
     params = sorted(c for c in table.columns if c.startswith(PARAMS_PREFIX))
     return table[FIXED_COLUMNS + extras + params]
 
