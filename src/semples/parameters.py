@@ -83,7 +83,7 @@ class Ingestion(Strict):
             if root is None or not Path(root).is_dir():
                 raise ValueError(
                     f"{self.dataset}.root must be an existing folder, got {root!r} "
-                    f"(pass it with --params={self.dataset}_root=/path or in conf/local)"
+                    f"(set it with --params={self.dataset}_root=PATH or in conf/local)"
                 )
         return self
 
