@@ -1,8 +1,9 @@
 """Atomic checkpoint writes and the fingerprint that names a run's scratch checkpoint."""
 
+import pytest
 import torch
 
-from semples.checkpoints import fingerprint, save_atomic
+from semples.checkpoints import fingerprint, load_state, save_atomic
 
 
 def test_the_fingerprint_follows_the_content_not_the_key_order():
@@ -15,3 +16,14 @@ def test_save_atomic_leaves_only_the_checkpoint(tmp_path):
     save_atomic({"w": torch.ones(2)}, tmp_path / "sub" / "c.pt")
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["c.pt"]
     assert torch.load(tmp_path / "sub" / "c.pt", weights_only=True)["w"].sum() == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty"])
+def test_a_damaged_checkpoint_names_its_file(tmp_path, damage):
+    path = tmp_path / "stage1.pt"
+    save_atomic({"weight": torch.arange(10_000.0)}, path)
+    data = path.read_bytes()
+    damaged = {"truncated": data[: len(data) // 2], "garbage": b"x" * 100, "empty": b""}
+    path.write_bytes(damaged[damage])
+    with pytest.raises(ValueError, match=rf"{path} is not a readable checkpoint"):
+        load_state(path)

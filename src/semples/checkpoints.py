@@ -6,7 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,17 @@ def save_atomic(state: dict, path: Path) -> None:
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def load_state(path: Path, map_location: str | torch.device = "cpu") -> Any:
+    """``torch.load(weights_only=True)`` of ``path``; a truncated or corrupt file raises an
+    error that names it (torch's own names neither the file nor, for a cut zip, the cause)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{path} is not a readable checkpoint (truncated or corrupt?): {error}"
+        ) from error
 
 
 def fingerprint(payload: Any) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import torch
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
-from semples.checkpoints import save_atomic
+from semples.checkpoints import load_state, save_atomic
 
 
 class TorchStateDataset(AbstractVersionedDataset[dict, dict]):
@@ -38,7 +37,7 @@ class TorchStateDataset(AbstractVersionedDataset[dict, dict]):
         path = Path(self._get_load_path())
         if not path.is_file():
             raise DatasetError(f"checkpoint {path} does not exist")
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_state(path)
 
     def save(self, data: dict) -> None:
         if not isinstance(data, dict):

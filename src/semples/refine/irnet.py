@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor, nn
 
+from semples.checkpoints import load_state
 from semples.data.classes import IGNORE_INDEX
 from semples.models.cam_networks import IMAGENET_MEAN, IMAGENET_STD
 from semples.refine.random_walk import Offset, search_paths
@@ -240,7 +241,7 @@ class IRNet(nn.Module):
 
 
 def _load_backbone_weights(trunk: nn.Module, path: Path) -> None:
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_state(path)
     if not isinstance(state, dict):
         raise ValueError(f"weights file {path} does not hold a state dict")
     try:

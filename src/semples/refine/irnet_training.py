@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from semples.checkpoints import save_atomic
+from semples.checkpoints import load_state, save_atomic
 from semples.data.classes import IGNORE_INDEX
 from semples.data.images import to_tensor
 from semples.refine.irnet import IRNet, irnet_loss
@@ -171,7 +171,7 @@ def train_irnet(
     history: list[dict] = []
     start_epoch, step = 0, 0
     if checkpoint_path is not None and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        state = load_state(checkpoint_path, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from mmengine.hooks import Hook
 from mmengine.logging import HistoryBuffer
 from mmseg.registry import HOOKS
+
+from semples.checkpoints import load_state
 
 _PLAIN_BUFFER = "plain_history_buffer"
 
@@ -62,4 +63,4 @@ def load_checkpoint(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"DeepLabV2 checkpoint {path} does not exist")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return load_state(path)

@@ -33,7 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from semples.checkpoints import save_atomic
+from semples.checkpoints import load_state, save_atomic
 from semples.clip.model import FrozenClip
 from semples.clip.prompts import PromptLearner
 from semples.data.images import LabelledImages
@@ -189,7 +189,7 @@ def train_stage(
     history: list[dict] = []
     start_epoch, step = 0, 0
     if checkpoint_path is not None and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=True)
+        state = load_state(checkpoint_path, map_location=device)
         models.generator.load_state_dict(state["generator"])
         models.prompts.load_state_dict(state["prompts"])
         optimizer.load_state_dict(state["optimizer"])
