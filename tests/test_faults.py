@@ -16,6 +16,8 @@ import pytest
 import torch
 
 from kedro_project import KEDRO, copy_project, latest, run_kedro, versions
+from semples.datasets import RunRecordsDataset
+from semples.reporting import run_status
 
 pytestmark = pytest.mark.slow
 
@@ -99,6 +101,11 @@ def test_a_kill_during_training_resumes_to_the_uninterrupted_result(tmp_path):
     checkpoint.write_bytes(intact)
     rerun = run_kedro(killed, *args)
     assert "Stage 1 resumes after epoch 1" in " ".join((rerun.stdout + rerun.stderr).split())
+    # Each run's record says what became of it: killed, failed on the damaged file, finished.
+    records = RunRecordsDataset(path=str(killed / "data/08_reporting/runs")).load()
+    assert [run_status(records[run]) for run in sorted(records)] == [
+        "did not finish", "failed", "finished",
+    ]  # fmt: skip
 
     reference = copy_project(tmp_path / "reference")
     run_kedro(reference, *args)

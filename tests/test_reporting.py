@@ -142,8 +142,9 @@ def test_table_to_markdown_of_the_comparison_table():
     markdown = table_to_markdown(comparison_table(HISTORY, SPECS))
     lines = markdown.splitlines()
     assert len(lines) == 2 + 4
-    assert lines[0].startswith("| report | run | metric | value | delta |")
-    assert f"| cam_metrics | {NEW} | miou | 0.5000 | 0.1000 | val | 10 | a\\|b |" in lines[3]
+    assert lines[0].startswith("| report | run | status | metric | value | delta |")
+    row = f"| cam_metrics | {NEW} | unrecorded | miou | 0.5000 | 0.1000 | val | 10 | a\\|b |"
+    assert row in lines[3]
     assert table_to_markdown(comparison_table({}, SPECS)).count("\n") == 2
 
 
@@ -299,3 +300,33 @@ def test_deltas_stay_within_one_series_of_the_same_data():
     deltas = table["delta"].tolist()
     assert math.isnan(deltas[0]) and math.isnan(deltas[1]) and math.isnan(deltas[3])
     assert deltas[2] == pytest.approx(0.2)
+
+
+def test_run_status_tells_killed_runs_from_live_ones():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from semples.reporting import run_status
+
+    here = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout  # fmt: skip
+    assert run_status(None) == "unrecorded"
+    assert run_status({"status": "finished"}) == "finished"
+    assert run_status({"status": "failed"}) == "failed"
+    assert run_status({"status": "running", "pid": os.getpid(), "host": here}) == "running"
+    assert run_status({"status": "running", "pid": int(dead), "host": here}) == "did not finish"
+    assert run_status({"status": "running", "pid": os.getpid(), "host": "elsewhere"}) == (
+        "did not finish"
+    )
+
+
+def test_comparison_table_marks_each_report_with_its_run_status():
+    runs = {OLD: {"status": "finished"}, NEW: {"status": "failed"}}
+    table = comparison_table(HISTORY, SPECS, runs=runs)
+    statuses = dict(zip(zip(table["report"], table["run"]), table["status"]))
+    assert statuses[("cam_metrics", OLD)] == "finished"
+    assert statuses[("cam_metrics", NEW)] == "failed"
+    assert statuses[("cam_metrics", NEWEST)] == "unrecorded"

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
-FIXED_COLUMNS = ["report", "run", "metric", "value", "delta", "split", "num_images"]
+FIXED_COLUMNS = ["report", "run", "status", "metric", "value", "delta", "split", "num_images"]
 PARAMS_PREFIX = "params."
 SEED_COLUMN = "params.seed"
 # What a configuration is besides its parameters: runs on other data are never pooled.
@@ -81,14 +84,43 @@ def _require_key(report: dict, key: str, name: str, version: str) -> object:
     return report[key]
 
 
+def run_status(record: Mapping[str, Any] | None) -> str:
+    """What became of the run that wrote a report: ``finished``, ``failed``, ``running`` (its
+    process is alive on this host), ``did not finish`` (recorded as running, but its process is
+    gone: killed) or ``unrecorded`` (no record, e.g. runs older than the records)."""
+    if record is None:
+        return "unrecorded"
+    status = str(record.get("status", "unrecorded"))
+    if status != "running":
+        return status
+    alive = record.get("host") == socket.gethostname() and _process_alive(record.get("pid"))
+    return "running" if alive else "did not finish"
+
+
+def _process_alive(pid: object) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def comparison_table(
-    history: Mapping[str, Mapping[str, dict]], specs: Mapping[str, ReportSpec]
+    history: Mapping[str, Mapping[str, dict]],
+    specs: Mapping[str, ReportSpec],
+    runs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> pd.DataFrame:
-    """One row per (report, run): headline value, change since the previous run, the specs'
-    extra columns (e.g. each stage's mIoU beside the final one), parameters.
+    """One row per (report, run): what became of the run (``run_status`` of its record in
+    ``runs``), headline value, change since the previous run, the specs' extra columns (e.g.
+    each stage's mIoU beside the final one), parameters.
 
     Reports without a spec are ignored; a spec whose report has no runs gives no rows.
     """
+    runs = runs or {}
     extras = _extra_columns(specs)
     rows = []
     for name in sorted(specs):
@@ -98,6 +130,7 @@ def comparison_table(
                 {
                     "report": name,
                     "run": version,
+                    "status": run_status(runs.get(version)),
                     "metric": headline,
                     "value": _as_float(_require_key(report, headline, name, version)),
                     "split": report.get("split"),

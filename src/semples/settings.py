@@ -2,7 +2,7 @@
 
 from kedro.config import OmegaConfigLoader
 
-from semples.hooks import ParameterValidation
+from semples.hooks import ParameterValidation, RunRecords
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
@@ -12,4 +12,4 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
 }
 
-HOOKS = (ParameterValidation(),)
+HOOKS = (ParameterValidation(), RunRecords())

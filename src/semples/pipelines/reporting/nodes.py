@@ -17,8 +17,13 @@ def _specs(params: dict[str, Any]) -> dict[str, reporting.ReportSpec]:
     return {name: reporting.ReportSpec(**spec) for name, spec in params["reports"].items()}
 
 
-def compare_runs(params: dict[str, Any], **histories: dict[str, dict]) -> pd.DataFrame:
-    table = reporting.comparison_table(histories, _specs(params))
+def compare_runs(
+    params: dict[str, Any], run_records: dict[str, dict], **histories: dict[str, dict]
+) -> pd.DataFrame:
+    table = reporting.comparison_table(histories, _specs(params), runs=run_records)
+    unfinished = table[~table["status"].isin(["finished", "running", "unrecorded"])]
+    for _, row in unfinished.iterrows():
+        logger.warning("%s of run %s: the run %s", row["report"], row["run"], row["status"])
     logger.info(
         "Runs compared (parameters that differ between runs; %s has them all):\n%s",
         "run_comparison",

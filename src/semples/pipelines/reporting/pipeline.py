@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 nodes.compare_runs,
-                inputs={"params": "params:reporting", **histories},
+                inputs={"params": "params:reporting", "run_records": "run_records", **histories},
                 outputs="run_comparison",
                 name="compare_runs",
             ),
