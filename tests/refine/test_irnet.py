@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from tolerances import FP32_NETWORK
 
 from semples.refine.irnet import (
     IRNet,
@@ -198,7 +199,8 @@ def test_predict_edge_is_a_flip_symmetric_probability_map():
     edge = predict_edge(model, image)
     assert edge.shape == (8, 10) and model.training
     assert bool(((edge >= 0) & (edge <= 1)).all())
-    assert torch.allclose(predict_edge(model, image.flip(-1)), edge.flip(-1), atol=1e-6)
+    # the net sees a mirrored input: another fp32 computation, equal only to kernel precision
+    torch.testing.assert_close(predict_edge(model, image.flip(-1)), edge.flip(-1), **FP32_NETWORK)
 
 
 def test_dataset_crops_flips_and_subsamples_image_and_label_together():
