@@ -18,16 +18,23 @@ from semples.diagnostics import (
 )
 
 
-@pytest.fixture(scope="module")
-def table():
+def random_clip_and_pairs(scenes: int):
+    """A randomly initialised toy CLIP (seed 0) and the positive pairs of ``scenes`` val scenes
+    of a small toy world in which every object stands on its context."""
     torch.manual_seed(0)
     clip = load_clip(TOY_CLIP)
     world = ToyWorldConfig(image_size=64, co_occurrence=1.0)
     pairs = [
         Pair(to_tensor(scene.image), k, scene.mask == k + 1, scene.context == k + 1)
-        for scene in (render_scene(world, "val", i) for i in range(4))
+        for scene in (render_scene(world, "val", i) for i in range(scenes))
         for k in scene.labels
     ]
+    return clip, pairs
+
+
+@pytest.fixture(scope="module")
+def table():
+    clip, pairs = random_clip_and_pairs(4)
     labels = class_text_features(clip, TOY_CLASSES)
     background = clip.encode_texts([f"a photo of {c}." for c in ("sky", "water") * 3])
     generator = {"blank masks": torch.zeros(len(pairs), 64, 64)}
@@ -93,14 +100,7 @@ def test_stage2_target_charges_are_what_the_best_prompt_would_charge():
     """The charge against the raw target is prompt_similarities' (object + context) - (object)
     for a prompt equal to the mean view of the image minus the object; removing a class text
     that is orthogonal to every view changes nothing."""
-    torch.manual_seed(0)
-    clip = load_clip(TOY_CLIP)
-    world = ToyWorldConfig(image_size=64, co_occurrence=1.0)
-    pairs = [
-        Pair(to_tensor(scene.image), k, scene.mask == k + 1, scene.context == k + 1)
-        for scene in (render_scene(world, "val", i) for i in range(6))
-        for k in scene.labels
-    ]
+    clip, pairs = random_clip_and_pairs(6)
     views = probe_features(clip, pairs)
     classes = torch.tensor([p.class_index for p in pairs])
     dim = views["object alone"].shape[-1]
