@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 LONG_STAGE1 = "--params=pseudo_labels.train.max_steps=1000,pseudo_labels.train.stage1.epochs=4"
 RESUME_DIR = "data/06_models/resume"
 STAGE1 = "train_stage1_segment_label_matching"
+RECORDS = "data/08_reporting/runs"
 
 
 def visible_files(project: Path) -> dict[str, str]:
@@ -67,7 +68,13 @@ def test_a_kill_during_a_mask_set_save_leaves_no_version_and_changes_nothing(tmp
     bigger = ["run", "--env=test", "--pipeline=ingestion", "--params=ingestion.toy.num_train=2000"]
     kill_when(project, bigger, saving, tmp_path / "kill.log")
 
-    assert visible_files(project) == before  # no new version, earlier ones byte-identical
+    after = visible_files(project)
+    assert {name: after.get(name) for name in before} == before  # earlier files byte-identical
+    (record,) = set(after) - set(before)  # no new version: only the killed run's record
+    assert record.startswith(f"{RECORDS}/")
+    (status,) = [run_status(r) for run, r in RunRecordsDataset(path=str(project / RECORDS))
+                 .load().items() if run in record]  # fmt: skip
+    assert status == "did not finish"
     assert len([v for v in versions(project, str(images)) if not v.startswith(".")]) == 1
     # every reader still works on what the first run saved
     run_kedro(project, "run", "--env=test", "--pipeline=reporting")
@@ -102,7 +109,7 @@ def test_a_kill_during_training_resumes_to_the_uninterrupted_result(tmp_path):
     rerun = run_kedro(killed, *args)
     assert "Stage 1 resumes after epoch 1" in " ".join((rerun.stdout + rerun.stderr).split())
     # Each run's record says what became of it: killed, failed on the damaged file, finished.
-    records = RunRecordsDataset(path=str(killed / "data/08_reporting/runs")).load()
+    records = RunRecordsDataset(path=str(killed / RECORDS)).load()
     assert [run_status(records[run]) for run in sorted(records)] == [
         "did not finish", "failed", "finished",
     ]  # fmt: skip

@@ -42,8 +42,14 @@ def test_compares_runs_of_every_report_that_exists():
          "2026-01-02T00.00.00.000Z": cam_report(0.46, 2.0),
          "2026-01-03T00.00.00.000Z": cam_report(0.50, 2.0, seed=1)}
     )  # fmt: skip
+    # the first run finished, the second was killed (its process is gone), the third unrecorded
+    records = {
+        "2026-01-01T00.00.00.000Z": {"status": "finished"},
+        "2026-01-02T00.00.00.000Z": {"status": "running", "pid": -1, "host": "elsewhere"},
+    }
     catalog = keeping_catalog(
-        {"params:reporting": MemoryDataset(PARAMS), **histories},
+        {"params:reporting": MemoryDataset(PARAMS), "run_records": MemoryDataset(records),
+         **histories},
         keep=[
             "run_comparison",
             "headline_across_runs_plot",
@@ -57,6 +63,7 @@ def test_compares_runs_of_every_report_that_exists():
 
     table = catalog.load("run_comparison")
     assert table["report"].tolist() == ["cam_metrics"] * 3
+    assert table["status"].tolist() == ["finished", "did not finish", "unrecorded"]
     assert table["delta"].round(6).tolist()[1] == 0.06
     assert table["params.stage3.lambda"].tolist() == [0.05, 2.0, 2.0]
     assert table["stage1_miou"].round(6).tolist() == [0.3, 0.36, 0.4]
