@@ -1,5 +1,5 @@
-"""Writing torch checkpoints so that a crash never leaves a half-written file, and naming the
-scratch checkpoints an interrupted run resumes from."""
+"""Writing files (torch checkpoints, run records) so that a crash never leaves a half-written
+one, and naming the scratch checkpoints an interrupted run resumes from."""
 
 from __future__ import annotations
 
@@ -9,21 +9,28 @@ import os
 import pickle
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
-def save_atomic(state: dict, path: Path) -> None:
-    """``torch.save`` to a hidden temporary file beside ``path``, then rename it into place."""
+def replace_atomically(path: Path, write: Callable[[Path], object]) -> None:
+    """``write`` a hidden temporary file beside ``path``, then rename it into place: readers see
+    the old file or the whole new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.parent / f".{path.name}.partial-{uuid.uuid4().hex[:8]}"
     try:
-        torch.save(state, staging)
+        write(staging)
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
+
+
+def save_atomic(state: dict, path: Path) -> None:
+    """``torch.save`` ``state`` to ``path`` atomically (``replace_atomically``)."""
+    replace_atomically(path, lambda staging: torch.save(state, staging))
 
 
 def load_state(path: Path, map_location: str | torch.device = "cpu") -> Any:

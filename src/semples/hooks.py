@@ -19,9 +19,7 @@ class ParameterValidation:
     a typo or a bad value fails in a second with its name, not after an hour of training."""
 
     @hook_impl
-    def before_pipeline_run(
-        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: DataCatalog
-    ) -> None:
+    def before_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
         inputs = pipeline.inputs()
         sections = {
             name.removeprefix("params:").split(".")[0]
@@ -43,9 +41,9 @@ class RunRecords:
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
         self._record = {
             "run": run_params.get("run_id"),
-            "pipelines": run_params.get("pipeline_names") or run_params.get("pipeline_name"),
+            "pipelines": run_params.get("pipeline_names"),
             "env": run_params.get("env"),
-            "params": run_params.get("runtime_params") or run_params.get("extra_params"),
+            "params": run_params.get("runtime_params"),
             "pid": os.getpid(),
             "host": socket.gethostname(),
         }

@@ -162,16 +162,7 @@ def check_clip_weights(name: str, weights: str | Path) -> None:
     fits open_clip's ``name``: the check a run makes before training, not an hour into it."""
     if name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {name!r}")
-    model = open_clip.create_model(name)
-    problems = _state_dict_mismatches(
-        model.state_dict(),
-        {key.removeprefix("module."): v for key, v in _read_weights(Path(weights)).items()},
-    )
-    if problems:
-        raise ValueError(
-            f"{weights} does not hold weights of CLIP {name}: {len(problems)} mismatching keys, "
-            f"e.g. {problems[:3]}"
-        )
+    _fitting_state(open_clip.create_model(name), name, _read_weights(Path(weights)), str(weights))
 
 
 def save_clip_weights(model: nn.Module, path: str | Path) -> None:
@@ -224,8 +215,15 @@ def _read_weights(path: Path) -> Mapping[str, Tensor]:
 
 
 def _load_state(model: nn.Module, name: str, state: Mapping[str, Tensor], source: str) -> None:
-    """Strict load that names the source and the first mismatching keys (DDP's "module."
-    prefix is stripped)."""
+    """Strict load that names the source and the first mismatching keys."""
+    model.load_state_dict(_fitting_state(model, name, state, source), strict=True)
+
+
+def _fitting_state(
+    model: nn.Module, name: str, state: Mapping[str, Tensor], source: str
+) -> dict[str, Tensor]:
+    """``state`` with DDP's "module." prefix stripped; raises, naming the source and the first
+    mismatching keys, unless it fits ``model`` key for key and shape for shape."""
     state = {key.removeprefix("module."): value for key, value in state.items()}
     problems = _state_dict_mismatches(model.state_dict(), state)
     if problems:
@@ -233,7 +231,7 @@ def _load_state(model: nn.Module, name: str, state: Mapping[str, Tensor], source
             f"{source} does not hold weights of CLIP {name}: {len(problems)} mismatching keys, "
             f"e.g. {problems[:5]}"
         )
-    model.load_state_dict(state, strict=True)
+    return state
 
 
 def _state_dict_mismatches(

@@ -10,12 +10,12 @@ versioned artefact the run wrote.
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 from kedro.io.core import AbstractDataset, DatasetError
+
+from semples.checkpoints import replace_atomically
 
 
 class RunRecordsDataset(AbstractDataset[dict, dict[str, dict]]):
@@ -39,10 +39,8 @@ class RunRecordsDataset(AbstractDataset[dict, dict[str, dict]]):
         run = data.get("run")
         if not isinstance(run, str) or not run or "/" in run or run.startswith("."):
             raise DatasetError(f"a run record needs a plain 'run' name, got {run!r}")
-        self._path.mkdir(parents=True, exist_ok=True)
-        staging = self._path / f".{run}.json.partial-{uuid.uuid4().hex[:8]}"
-        staging.write_text(json.dumps(data, indent=2, default=str))
-        os.replace(staging, self._path / f"{run}.json")
+        text = json.dumps(data, indent=2, default=str)
+        replace_atomically(self._path / f"{run}.json", lambda staging: staging.write_text(text))
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
