@@ -43,6 +43,10 @@ CONFIGURATIONS: dict[str, dict[str, str]] = {
         "pseudo_labels.train.loss_ablation": "all",
         "pseudo_labels.background_prompts": "learned",
     },
+    "no_refine": {  # stage 3 with L_refine weighted 0: the budget of "all" without L_refine
+        "pseudo_labels.train.loss_ablation": "no_refine",
+        "pseudo_labels.background_prompts": "learned",
+    },
     "handwritten": {  # the CLIMS-style control: stage 3 against hand-written context texts
         "pseudo_labels.train.loss_ablation": "all",
         "pseudo_labels.background_prompts": "handwritten",

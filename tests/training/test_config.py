@@ -17,6 +17,7 @@ def test_effective_lr_scales_with_batch_like_the_reference_code():
         ("text_repel_only", {"prompt_image_term": False, "prompt_text_term": True}),
         ("image_align_only", {"prompt_image_term": True, "prompt_text_term": False}),
         ("all", {"learn_prompts": True, "refine": True, "prompt_image_term": True}),
+        ("no_refine", {"learn_prompts": False, "refine": True, "lam": 0.0}),
     ],
 )
 def test_each_row_of_table_5_is_a_configuration(ablation, expected):
@@ -24,6 +25,7 @@ def test_each_row_of_table_5_is_a_configuration(ablation, expected):
     assert {name: getattr(config, name) for name in expected} == expected
     assert set(LOSS_ABLATIONS) == {
         "match_only", "refine_unlearned", "text_repel_only", "image_align_only", "all",
+        "no_refine",
     }  # fmt: skip
 
 

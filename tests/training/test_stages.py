@@ -100,6 +100,7 @@ def test_skipped_stages_of_each_configuration():
     assert skipped("match_only") == {2, 3}
     assert skipped(background_prompts="handwritten") == {2}
     assert skipped("refine_unlearned") == {2}
+    assert skipped("no_refine") == {2}
     with pytest.raises(ValueError, match="loss_ablation must be one of"):
         skipped("nothing")
 

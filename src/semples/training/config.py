@@ -47,6 +47,9 @@ LOSS_ABLATIONS = {
     "text_repel_only": {"prompt_image_term": False, "prompt_text_term": True},
     "image_align_only": {"prompt_image_term": True, "prompt_text_term": False},
     "all": {},
+    # Not a row of the paper: stage 3 with L_refine weighted 0, i.e. stage 1's objective for
+    # stage 3's epochs. The control that says what L_refine itself adds, at an equal budget.
+    "no_refine": {"learn_prompts": False, "lam": 0.0},
 }
 
 
