@@ -1,7 +1,8 @@
 """Run the ablation once: every configuration for every seed as a real ``kedro run``, then the
 reporting pipeline, which groups all the runs by configuration, and print that table::
 
-    python -m semples.ablation --seeds 0 1 2 --configs cam_classifier match_only all handwritten \\
+    python -m semples.ablation --seeds 0 1 2 --configs cam_classifier match_only all no_refine \\
+        handwritten \\
         [--env ENV] [--extra-params k=v,...] [--project PATH]
 
 A first run makes what no configuration or seed changes (the data and the toy CLIP, whose
