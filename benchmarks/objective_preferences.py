@@ -30,12 +30,11 @@ from semples.clip.prompts import PromptLearner
 from semples.data.images import to_tensor
 from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.diagnostics import (
-    PROBE_STAGE2_TARGET,
     Pair,
     objective_table,
-    probe_features,
     prompt_similarities,
     stage2_target_charges,
+    stage2_view_by_object_count,
 )
 from semples.models import masks_for_pairs
 from semples.training import stages
@@ -51,27 +50,6 @@ def latest(name: str, file: str) -> Path | None:
 def load_state(folder: str) -> dict | None:
     path = latest(folder, Path(folder).name)
     return torch.load(path, map_location="cpu", weights_only=True) if path else None
-
-
-def stage2_view_by_object_count(
-    clip,
-    pairs: list[Pair],
-    object_counts: list[int],
-    context_texts: torch.Tensor,
-    names: list[str],
-) -> pd.DataFrame:
-    """Per class (columns) and scene object count (rows), the mean cosine of CLIP's view of the
-    image minus the object with the class's context text: whether stage 2's target is the
-    context, or the scene's other objects."""
-    with_context = [i for i, pair in enumerate(pairs) if pair.context_mask is not None
-                    and pair.context_mask.any()]  # fmt: skip
-    views = probe_features(clip, [pairs[i] for i in with_context])[PROBE_STAGE2_TARGET]
-    texts = torch.nn.functional.normalize(context_texts.float(), dim=-1)
-    classes = [pairs[i].class_index for i in with_context]
-    cosines = (views * texts[classes]).sum(-1).numpy()
-    table = pd.DataFrame({"objects": [object_counts[i] for i in with_context],
-                          "class": [names[k] for k in classes], "cosine": cosines})  # fmt: skip
-    return table.pivot_table(index="objects", columns="class", values="cosine", aggfunc="mean")
 
 
 def main() -> None:
@@ -98,17 +76,17 @@ def main() -> None:
     labels = class_text_features(clip, names, params["text_template"])
     handwritten = clip.encode_texts([params["handwritten_prompts"][n] for n in names])
 
-    pairs, object_counts = [], []
+    pairs = []
     for index in range(args.scenes):
         scene = render_scene(world, "val", index)
         context = getattr(scene, "context", None)
         for k in scene.labels:
             if args.class_name is not None and names[k] != args.class_name:
                 continue
-            object_counts.append(len(scene.labels))
             pairs.append(Pair(
                 image=to_tensor(scene.image), class_index=k, object_mask=scene.mask == k + 1,
                 context_mask=None if context is None else context == k + 1,
+                scene_objects=len(scene.labels),
             ))  # fmt: skip
 
     images = torch.stack([p.image for p in pairs])
@@ -143,7 +121,7 @@ def main() -> None:
         print(stage2_target_charges(clip, pairs, labels, names).to_string(float_format="%.3f"))
         print("\nCosine of CLIP's view of the image minus the object with the context text,\n"
               "by the scene's number of objects (stage 2 fits its prompts to it):\n")  # fmt: skip
-        print(stage2_view_by_object_count(clip, pairs, object_counts, handwritten, names)
+        print(stage2_view_by_object_count(clip, pairs, handwritten, names)
               .to_string(float_format="%.2f"))  # fmt: skip
     prompts = load_state("06_models/background_prompts.pt")
     if prompts:

@@ -15,6 +15,7 @@ from semples.diagnostics import (
     probe_features,
     prompt_similarities,
     stage2_target_charges,
+    stage2_view_by_object_count,
 )
 
 
@@ -121,3 +122,25 @@ def test_stage2_target_charges_are_what_the_best_prompt_would_charge():
     np.testing.assert_allclose(table["charge (target ⊥ text)"], table["charge (target)"], atol=1e-4)
     np.testing.assert_allclose(table["target · class text"], 0.0, atol=1e-4)
     assert table["pairs"].sum() == sum(bool(p.context_mask.any()) for p in pairs)
+
+
+def test_stage2_view_by_object_count_groups_the_targets_cosines():
+    """Each cell is the mean cosine of the pairs' views of the image minus the object with their
+    class's context text, over the pairs of that class in scenes of that many objects."""
+    clip, pairs = random_clip_and_pairs(6)
+    counted = [
+        Pair(p.image, p.class_index, p.object_mask, p.context_mask, scene_objects=n)
+        for p, n in zip(pairs, [1, 2] * len(pairs))
+    ]
+    texts = clip.encode_texts([f"a photo of {c}." for c in ("sky", "water", "rails") * 2])
+    table = stage2_view_by_object_count(clip, counted, texts, TOY_CLASSES)
+    views = probe_features(clip, counted)["image minus object (stage 2's target)"]
+    units = torch.nn.functional.normalize(texts.float(), dim=-1)
+    for count in (1, 2):
+        for k in {p.class_index for p in counted}:
+            chosen = [i for i, p in enumerate(counted) if p.scene_objects == count
+                      and p.class_index == k]  # fmt: skip
+            expected = float((views[chosen] @ units[k]).mean()) if chosen else np.nan
+            np.testing.assert_allclose(table.loc[count].get(TOY_CLASSES[k], np.nan), expected,
+                                       atol=1e-5)  # fmt: skip
+    assert list(table.index) == [1, 2]

@@ -28,12 +28,14 @@ MaskVariant = Callable[[np.ndarray, np.ndarray | None], np.ndarray]
 @dataclass(frozen=True)
 class Pair:
     """One positive (image, class) pair: the image in [0, 1] (3 x H x W), the class (0-based),
-    its ground-truth object mask and, where the world keeps one, its context mask (H x W bool)."""
+    its ground-truth object mask, where the world keeps one its context mask (H x W bool), and
+    the number of objects in its scene where known."""
 
     image: Tensor
     class_index: int
     object_mask: np.ndarray
     context_mask: np.ndarray | None = None
+    scene_objects: int | None = None
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -246,3 +248,22 @@ def stage2_target_charges(
             "charge (target ⊥ text)": float((charge @ orthogonal).mean()),
         }
     return pd.DataFrame.from_dict(rows, orient="index")
+
+
+@torch.no_grad()
+def stage2_view_by_object_count(
+    clip: FrozenClip, pairs: Sequence[Pair], context_texts: Tensor, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Mean cosine of CLIP's view of the image minus the object (stage 2's target) with the
+    class's context text [K, D], per scene object count (rows) and class (columns): whether
+    stage 2 fits a prompt to the context or to the scene's other objects."""
+    pairs = _probe_pairs(pairs)
+    views = probe_features(clip, pairs)[PROBE_STAGE2_TARGET]
+    classes = [pair.class_index for pair in pairs]
+    texts = torch.nn.functional.normalize(context_texts.float(), dim=-1)[classes]
+    table = pd.DataFrame({
+        "objects": [pair.scene_objects for pair in pairs],
+        "class": [class_names[k] for k in classes],
+        "cosine": (views * texts).sum(dim=-1).numpy(),
+    })  # fmt: skip
+    return table.pivot_table(index="objects", columns="class", values="cosine", aggfunc="mean")
