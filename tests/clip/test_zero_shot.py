@@ -104,6 +104,13 @@ def test_held_out_scenes_are_valid_and_unseen():
     assert first.labels == () and TOY_CONTEXTS[TOY_CLASSES[owners[0]]] == first.contexts[0]
 
 
+def test_held_out_scenes_hold_one_object_whatever_the_worlds_object_counts():
+    world = ToyWorldConfig(object_count_weights=(0.2, 0.3, 0.5))
+    _, labels = _single_object_scenes(world, 10)
+    assert len(labels) == 10
+    assert {len(scene.labels) for scene in placed_object_scenes(world, 10)} == {1}
+
+
 @pytest.mark.parametrize("context_read_as,object_margin,context_margin", [
     ("context", 1.0, 1.0),  # a CLIP that names what it sees
     ("object", 0.0, -1.0),  # the co-occurrence bias at its worst: a context is its object

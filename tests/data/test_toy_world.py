@@ -120,6 +120,16 @@ def test_labels_are_the_classes_in_the_mask(size, min_objects, max_objects):
         assert min_objects <= len(scene.labels) <= max_objects
 
 
+def test_object_count_weights_set_how_many_objects_a_scene_has():
+    weighted = dataclasses.replace(CONFIG, object_count_weights=[0.6, 0.3, 0.1])
+    assert weighted.object_count_weights == (0.6, 0.3, 0.1)  # a YAML list becomes a tuple
+    counts = np.bincount([len(render_scene(weighted, "train", i).labels) for i in range(600)])
+    # 600 draws: each share within 4 standard deviations of its weight
+    assert np.allclose(counts[1:] / 600, [0.6, 0.3, 0.1], atol=4 * np.sqrt(0.25 / 600))
+    only_two = dataclasses.replace(CONFIG, object_count_weights=(0, 1, 0))
+    assert {len(render_scene(only_two, "val", i).labels) for i in range(30)} == {2}
+
+
 def test_every_object_gets_its_context_at_full_co_occurrence():
     config = dataclasses.replace(CONFIG, co_occurrence=1.0)
     for index in range(30):
@@ -383,6 +393,10 @@ def test_negative_index_is_rejected():
         ({"min_objects": 3, "max_objects": 2}, "min_objects=3, max_objects=2"),
         ({"max_objects": 7}, "min_objects=1, max_objects=7"),
         ({"image_size": 40, "max_objects": 5}, "image_size=40 is too small for max_objects=5"),
+        ({"object_count_weights": (0.5, 0.5)}, r"3 non-negative weights .* got \[0.5, 0.5\]"),
+        ({"object_count_weights": (1, -1, 1)}, r"object count 1..3\) .* got \[1, -1, 1\]"),
+        ({"object_count_weights": (0, 0, 0)}, "positive finite sum"),
+        ({"object_count_weights": (1, float("nan"), 1)}, "positive finite sum"),
     ],
 )
 def test_config_validation(overrides, message):

@@ -138,7 +138,9 @@ def toy_zero_shot_report(
 
 def placed_object_scenes(world: ToyWorldConfig, count: int) -> list:
     """Held-out scenes of one object, always on its context."""
-    placed = dataclasses.replace(world, min_objects=1, max_objects=1, co_occurrence=1.0)
+    placed = dataclasses.replace(
+        world, min_objects=1, max_objects=1, object_count_weights=(), co_occurrence=1.0
+    )
     return [render_scene(placed, _HELD_OUT_SPLIT, index) for index in range(count)]
 
 
@@ -185,7 +187,7 @@ def cutout_margins(
 
 def _single_object_scenes(world: ToyWorldConfig, count: int) -> tuple[list[np.ndarray], list[int]]:
     """Scenes of exactly one object: the world's own one-object scenes, in a held-out split."""
-    single = dataclasses.replace(world, min_objects=1, max_objects=1)
+    single = dataclasses.replace(world, min_objects=1, max_objects=1, object_count_weights=())
     scenes = [render_scene(single, _HELD_OUT_SPLIT, index) for index in range(count)]
     return [scene.image for scene in scenes], [scene.labels[0] for scene in scenes]
 

@@ -73,6 +73,8 @@ class ToyWorldConfig:
     co_occurrence: float = 0.8
     min_objects: int = 1
     max_objects: int = 3
+    # Relative weights of min_objects .. max_objects objects per scene; empty: uniform.
+    object_count_weights: tuple[float, ...] = ()
     context_only_fraction: float = 0.2
     object_only_caption: float = 0.5
     object_cutout_fraction: float = 0.2
@@ -100,6 +102,17 @@ class ToyWorldConfig:
                 f"need 1 <= min_objects <= max_objects <= {len(TOY_CLASSES)}, got "
                 f"min_objects={self.min_objects}, max_objects={self.max_objects}"
             )
+        weights = self.object_count_weights
+        counts = self.max_objects - self.min_objects + 1
+        if weights and (
+            len(weights) != counts or min(weights) < 0 or not 0 < sum(weights) < float("inf")
+        ):
+            raise ValueError(
+                f"object_count_weights must be {counts} non-negative weights (one per object "
+                f"count {self.min_objects}..{self.max_objects}) with a positive finite sum, "
+                f"got {list(weights)}"
+            )
+        object.__setattr__(self, "object_count_weights", tuple(float(w) for w in weights))
         if self.image_size < _MIN_SLOT * self.max_objects:
             raise ValueError(
                 f"image_size={self.image_size} is too small for max_objects={self.max_objects}: "
@@ -301,7 +314,11 @@ def _scene_rng(seed: int, stream: str, index: int) -> np.random.Generator:
 
 def _draw_classes(rng: np.random.Generator, config: ToyWorldConfig) -> list[int]:
     """Distinct classes, in left-to-right slot order."""
-    count = int(rng.integers(config.min_objects, config.max_objects + 1))
+    if config.object_count_weights:
+        weights = np.asarray(config.object_count_weights)
+        count = config.min_objects + int(rng.choice(len(weights), p=weights / weights.sum()))
+    else:  # (the uniform draw as before weights existed: its worlds stay byte-identical)
+        count = int(rng.integers(config.min_objects, config.max_objects + 1))
     return [int(k) for k in rng.choice(len(TOY_CLASSES), size=count, replace=False)]
 
 
