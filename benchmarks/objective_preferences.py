@@ -31,6 +31,7 @@ from semples.data.images import to_tensor
 from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.diagnostics import (
     Pair,
+    mask_mass_by_region,
     objective_table,
     prompt_similarities,
     stage2_target_charges,
@@ -123,6 +124,9 @@ def main() -> None:
               "by the scene's number of objects (stage 2 fits its prompts to it):\n")  # fmt: skip
         print(stage2_view_by_object_count(clip, pairs, handwritten, names)
               .to_string(float_format="%.2f"))  # fmt: skip
+    for name, generator_masks in masks.items():
+        print(f"\nWhere the {name} put their mass (share on the object, its context, elsewhere):\n")
+        print(mask_mass_by_region(pairs, generator_masks, names).to_string(float_format="%.3f"))
     prompts = load_state("06_models/background_prompts.pt")
     if prompts:
         learner = PromptLearner(clip, len(names), length=params["prompts"]["length"],

@@ -11,6 +11,7 @@ from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig, render_scene
 from semples.diagnostics import (
     GROUND_TRUTH_VARIANTS,
     Pair,
+    mask_mass_by_region,
     objective_table,
     probe_features,
     prompt_similarities,
@@ -144,3 +145,29 @@ def test_stage2_view_by_object_count_groups_the_targets_cosines():
             np.testing.assert_allclose(table.loc[count].get(TOY_CLASSES[k], np.nan), expected,
                                        atol=1e-5)  # fmt: skip
     assert list(table.index) == [1, 2]
+
+
+def test_mask_mass_by_region_says_where_each_mask_looks():
+    _, pairs = random_clip_and_pairs(6)
+    pairs.append(Pair(pairs[0].image, pairs[0].class_index, pairs[0].object_mask))  # no context
+    on_object = torch.stack([torch.from_numpy(p.object_mask).float() for p in pairs])
+    table = mask_mass_by_region(pairs, on_object, TOY_CLASSES)
+    np.testing.assert_allclose(table["object"], 1.0, atol=1e-5)
+    np.testing.assert_allclose(table[["context", "elsewhere"]], 0.0, atol=1e-5)
+    expected_area = {}
+    for p in pairs:
+        expected_area.setdefault(TOY_CLASSES[p.class_index], []).append(p.object_mask.mean())
+    for name, areas in expected_area.items():
+        assert table.loc[name, "area"] == pytest.approx(np.mean(areas), abs=1e-6)
+    # half on the context, half on the object: the shares are those of the mass, not the pixels
+    with_context = pairs[:-1]
+    halves = torch.stack([
+        torch.from_numpy(p.object_mask / max(p.object_mask.sum(), 1)
+                         + p.context_mask / max(p.context_mask.sum(), 1)).float()
+        for p in with_context
+    ])  # fmt: skip
+    table = mask_mass_by_region(with_context, halves, TOY_CLASSES)
+    np.testing.assert_allclose(table["object"], 0.5, atol=1e-4)
+    np.testing.assert_allclose(table["context"], 0.5, atol=1e-4)
+    with pytest.raises(ValueError, match="5 masks for 6 pairs"):
+        mask_mass_by_region(with_context[:6], halves[:5], TOY_CLASSES)

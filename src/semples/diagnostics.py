@@ -267,3 +267,28 @@ def stage2_view_by_object_count(
         "cosine": (views * texts).sum(dim=-1).numpy(),
     })  # fmt: skip
     return table.pivot_table(index="objects", columns="class", values="cosine", aggfunc="mean")
+
+
+def mask_mass_by_region(
+    pairs: Sequence[Pair], masks: Tensor, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Per class, the share of each soft mask's mass [P, H, W] on its object, on the object's
+    context and elsewhere, and the mask's mean (its area): where a generator looks when its
+    CAMs miss the object (a mask on the context is the co-occurrence problem; a vanishing area
+    an emptied class). A pair without a context mask has no context pixels."""
+    if len(pairs) != len(masks):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+    rows = []
+    for pair, mask in zip(pairs, masks.float(), strict=True):
+        total = float(mask.sum()) + 1e-6
+        on_object = float(mask[torch.from_numpy(pair.object_mask)].sum()) / total
+        context = pair.context_mask
+        on_context = 0.0 if context is None else float(mask[torch.from_numpy(context)].sum())
+        on_context /= total
+        rows.append({
+            "class": class_names[pair.class_index], "object": on_object,
+            "context": on_context, "elsewhere": 1.0 - on_object - on_context,
+            "area": float(mask.mean()),
+        })  # fmt: skip
+    return pd.DataFrame(rows).groupby("class", sort=False).mean()
+
