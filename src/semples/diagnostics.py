@@ -281,14 +281,16 @@ def mask_mass_by_region(
     rows = []
     for pair, mask in zip(pairs, masks.float(), strict=True):
         total = float(mask.sum()) + 1e-6
-        on_object = float(mask[torch.from_numpy(pair.object_mask)].sum()) / total
         context = pair.context_mask
-        on_context = 0.0 if context is None else float(mask[torch.from_numpy(context)].sum())
-        on_context /= total
+        if context is None:
+            context = np.zeros_like(pair.object_mask)
+        on_object, on_context = (
+            float(mask[torch.from_numpy(region)].sum()) / total
+            for region in (pair.object_mask, context)
+        )
         rows.append({
             "class": class_names[pair.class_index], "object": on_object,
             "context": on_context, "elsewhere": 1.0 - on_object - on_context,
             "area": float(mask.mean()),
         })  # fmt: skip
     return pd.DataFrame(rows).groupby("class", sort=False).mean()
-

@@ -138,10 +138,15 @@ def toy_zero_shot_report(
 
 def placed_object_scenes(world: ToyWorldConfig, count: int) -> list:
     """Held-out scenes of one object, always on its context."""
-    placed = dataclasses.replace(
-        world, min_objects=1, max_objects=1, object_count_weights=(), co_occurrence=1.0
-    )
+    placed = _one_object_world(world, co_occurrence=1.0)
     return [render_scene(placed, _HELD_OUT_SPLIT, index) for index in range(count)]
+
+
+def _one_object_world(world: ToyWorldConfig, **changes) -> ToyWorldConfig:
+    """``world`` with exactly one object per scene (its object-count weights dropped)."""
+    return dataclasses.replace(
+        world, min_objects=1, max_objects=1, object_count_weights=(), **changes
+    )
 
 
 def cutout_margins(
@@ -187,7 +192,7 @@ def cutout_margins(
 
 def _single_object_scenes(world: ToyWorldConfig, count: int) -> tuple[list[np.ndarray], list[int]]:
     """Scenes of exactly one object: the world's own one-object scenes, in a held-out split."""
-    single = dataclasses.replace(world, min_objects=1, max_objects=1, object_count_weights=())
+    single = _one_object_world(world)
     scenes = [render_scene(single, _HELD_OUT_SPLIT, index) for index in range(count)]
     return [scene.image for scene in scenes], [scene.labels[0] for scene in scenes]
 
