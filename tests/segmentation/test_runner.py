@@ -89,6 +89,15 @@ def test_two_processes_under_torchrun_train_with_ddp_on_the_cpu(tiny_pairs, tmp_
     assert not any(name.startswith("module.") for name in state)
 
 
+@pytest.mark.slow
+def test_a_failing_torchrun_rank_raises_with_its_error_from_the_log(tiny_pairs, tmp_path):
+    cfg = _config(tiny_pairs, tmp_path / "ddp")
+    cfg.model.backbone.depth = 7  # ResNet has no such depth: every rank fails building the model
+    with pytest.raises(RuntimeError, match=r"(?s)exit code 1; the end of .*torchrun\.log.*"
+                                           r"invalid depth 7 for resnet"):  # fmt: skip
+        train(cfg, processes=2)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_two_iterations_with_amp_on_cuda(tiny_pairs, tmp_path):

@@ -21,10 +21,13 @@ import torch
 import torch.distributed as dist
 from mmengine.config import Config
 from mmengine.runner import Runner
+from torch.distributed.elastic.multiprocessing.errors import record
 
 from semples.segmentation.checkpoints import load_checkpoint
 
 CONFIG_FILE = "config.py"
+LOG_FILE = "torchrun.log"
+LOG_TAIL_LINES = 60
 
 
 def run(cfg: Config) -> None:
@@ -34,18 +37,26 @@ def run(cfg: Config) -> None:
 
 
 def _launched(cfg: Config, processes: int) -> None:
-    """``torchrun`` over ``processes`` ranks of :func:`main`; its output goes to this log."""
+    """``torchrun`` over ``processes`` ranks of :func:`main`. Their output goes to
+    ``WORK_DIR/torchrun.log``; a failure raises with that log's end, where the failing rank's
+    traceback and torchrun's root-cause summary are."""
     config_file = Path(cfg.work_dir) / CONFIG_FILE
     cfg.dump(str(config_file))
     command = [
         sys.executable, "-m", "torch.distributed.run", "--standalone",
         f"--nproc_per_node={processes}", "-m", "semples.segmentation.runner", str(config_file),
     ]  # fmt: skip
-    result = subprocess.run(command, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    log_file = Path(cfg.work_dir) / LOG_FILE
+    with log_file.open("w") as log:
+        result = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        )  # fmt: skip
     if result.returncode != 0:
+        tail = "\n".join(log_file.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:])
         raise RuntimeError(
             f"DeepLabV2 training under torchrun ({processes} processes) failed with exit code "
-            f"{result.returncode}; its log is in {cfg.work_dir}"
+            f"{result.returncode}; the end of {log_file}:\n{tail}"
         )
 
 
@@ -87,12 +98,13 @@ def training_history(work_dir: str | Path) -> pd.DataFrame:
     return history.reset_index()
 
 
+@record  # a failing rank's traceback goes into torchrun's root-cause summary
 def main(argv: list[str] | None = None) -> None:
     """One ``torchrun`` rank: MMEngine's ``pytorch`` launcher. Without CUDA the launcher would
     still select a CUDA device, so the process group (gloo) is started here and DDP is told to
-    use the CPU. The group is destroyed before the process exits: left to interpreter shutdown,
-    gloo's threads were once torn down mid-run ("terminate called without an active
-    exception", exit code -6 after a finished training)."""
+    use the CPU. The ranks meet at a barrier and destroy the group before the process exits: left
+    to interpreter shutdown, gloo's threads were once torn down mid-run ("terminate called
+    without an active exception", exit code -6 after a finished training)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("config", help="the run's dumped config (WORK_DIR/config.py)")
     args = parser.parse_args(argv)
@@ -105,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     try:
         run(cfg)
+        dist.barrier()  # every rank is done before any tears its group down
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
