@@ -13,6 +13,7 @@ from semples.refine.jobs import (
     irnet_config,
     pseudo_mask_jobs,
     trained_irnet,
+    walk_jobs,
 )
 
 
@@ -75,3 +76,17 @@ def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path):
     assert masks["img0"]().shape == (32, 32)
     with pytest.raises(ValueError, match="no IR labels for the images"):
         fit_irnet({}, rows, params, torch.device("cpu"), progress=False)
+
+
+def test_walk_jobs_give_the_scores_and_edge_map_that_irn_thresholds(scene):
+    rows, cams = scene
+    torch.manual_seed(0)
+    model = IRNet("small").eval()
+    walk = {"bg_threshold": 0.25, "beta": 10, "exp_times": 8, "radius": 5}
+    records = walk_jobs(cams, rows, walk, model)
+    masks = pseudo_mask_jobs(cams, rows, "irn", {"cam_threshold": 0.3, "walk": walk}, model)
+    record = records["img0"]()
+    assert set(record) == {"keys", "cam", "edge"} and record["edge"].shape == (8, 8)
+    assert record["cam"].shape == (1, 32, 32) and record["keys"].tolist() == [2]
+    labels = np.where(record["cam"][0] > walk["bg_threshold"], 2, 0)
+    assert (labels == masks["img0"]()).all()

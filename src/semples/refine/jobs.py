@@ -20,7 +20,7 @@ from semples.checkpoints import fingerprint
 from semples.data.images import read_rgb, to_tensor
 from semples.refine.irnet import IRNet, predict_edge
 from semples.refine.irnet_training import IrLabelDataset, IrnetConfig, train_irnet
-from semples.refine.pseudo_masks import ir_label, pseudo_mask
+from semples.refine.pseudo_masks import ir_label, propagated_scores, pseudo_mask
 from semples.training.config import budget_config
 
 CamSet = Mapping[str, Callable[[], Mapping[str, np.ndarray]]]
@@ -137,5 +137,36 @@ def pseudo_mask_jobs(
     device = torch.device(device)
     return {
         row.id: partial(_pseudo_mask, row.image_path, cams[row.id], mode, settings, model, device)
+        for row in _rows_with_cams(cams, rows).itertuples(index=False)
+    }
+
+
+def _walk_record(
+    image_path: str,
+    load_cam: Callable,
+    walk: Mapping[str, Any],
+    model: nn.Module,
+    device: torch.device,
+) -> dict[str, np.ndarray]:
+    image, cam = read_rgb(image_path), load_cam()
+    edge = _edge_map(model, image, device)
+    scores = propagated_scores(cam, edge, image.shape[:2], walk)
+    return {"keys": np.asarray(cam["keys"]), "cam": scores, "edge": edge}
+
+
+def walk_jobs(
+    cams: CamSet,
+    rows: pd.DataFrame,
+    walk: Mapping[str, Any],
+    model: nn.Module,
+    device: torch.device | str = "cpu",
+) -> dict[str, Callable[[], dict[str, np.ndarray]]]:
+    """IRNet's edge map (``edge``) and the random walk's scores before thresholding (``cam``,
+    for the CAMs' ``keys``) of every image of ``rows``, for the ``irn`` diagnostics; ``walk``
+    as in ``pseudo_masks.walk`` (its ``bg_threshold`` is left out: nothing is thresholded)."""
+    settings = {k: v for k, v in walk.items() if k != "bg_threshold"}
+    device = torch.device(device)
+    return {
+        row.id: partial(_walk_record, row.image_path, cams[row.id], settings, model, device)
         for row in _rows_with_cams(cams, rows).itertuples(index=False)
     }

@@ -77,6 +77,21 @@ def ir_label(
     return label.astype(np.uint8)
 
 
+def propagated_scores(
+    cam: Mapping[str, np.ndarray],
+    edge: np.ndarray,
+    image_size: tuple[int, int],
+    walk: Mapping[str, Any] | None = None,
+) -> np.ndarray:
+    """IRN's random walk of the stride-4 CAMs on ``edge`` (stride-4 boundary map), upsampled to
+    ``image_size`` and max-normalised (C x H x W): the scores ``irn`` thresholds. ``walk``: the
+    walk's settings (``bg_threshold``, the caller's, is not one of them)."""
+    propagated = random_walk(
+        torch.from_numpy(cam["cam_stride4"]), torch.from_numpy(edge), **dict(walk or {})
+    )
+    return walk_scores(propagated, image_size).numpy()
+
+
 def pseudo_mask(
     image: np.ndarray,
     cam: Mapping[str, np.ndarray],
@@ -103,11 +118,7 @@ def pseudo_mask(
             raise ValueError(f"refine mode {mode!r} needs the IRNet edge map")
         walk = dict(walk or {})
         threshold = walk.pop("bg_threshold", 0.25)
-        propagated = random_walk(
-            torch.from_numpy(cam["cam_stride4"]), torch.from_numpy(edge), **walk
-        )
-        scores = walk_scores(propagated, image.shape[:2]).numpy()
-        probs = with_background(scores, threshold)
+        probs = with_background(propagated_scores(cam, edge, image.shape[:2], walk), threshold)
     if mode.endswith("crf"):
         probs = dense_crf(image, probs, **dict(crf or {}))
     return values[probs.argmax(axis=0)]

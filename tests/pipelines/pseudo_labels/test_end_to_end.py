@@ -89,6 +89,14 @@ def test_pseudo_masks_and_their_report(project):
     assert report["num_images"] == 8 and 0.0 <= report["miou"] <= 1.0
     assert 0.0 <= report["cam_miou"] <= 1.0 and len(report["per_class_iou"]) == 7
     assert set(report["context_leak"]["per_class"]) == set(report["per_class_iou"]) - {"background"}
+    irn = report["irn"]  # what each part of IRN gets right, on the same images
+    assert irn["ir_labels"]["num_images"] == 8
+    assert sum(irn["ir_labels"]["shares"].values()) == pytest.approx(1.0)
+    assert set(irn["ir_labels"]["per_class"]) == set(report["per_class_iou"])
+    assert irn["edges"]["boundary_cells"] > 0 and len(irn["edges"]["sweep"]) == 8
+    walk = irn["walk"]
+    assert 0.0 <= walk["miou"] <= 1.0 and walk["threshold"] == 0.25
+    assert walk["miou_at_threshold"] is not None and 0.0 <= walk["context_leak"] <= 1.0
     masks = MaskSetDataset(
         path=str(project / "data/07_model_output/pseudo_masks"), version=Version(None, None)
     ).load()

@@ -13,7 +13,7 @@ from semples import cams, viz
 from semples.clip.toy import pretrain_toy_clip
 from semples.data.images import read_rgb
 from semples.metrics import evaluate_label_maps
-from semples.refine import jobs
+from semples.refine import irn_scores, jobs
 from semples.training import stages
 
 logger = logging.getLogger(__name__)
@@ -237,7 +237,13 @@ def make_pseudo_masks(
 
 
 def evaluate_pseudo_masks(
-    mask_set, cam_set, image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
+    mask_set,
+    cam_set,
+    ir_label_set,
+    irnet: dict,
+    image_index: pd.DataFrame,
+    classes: dict,
+    params: dict[str, Any],
 ) -> dict[str, Any]:
     settings = params["pseudo_masks"]
     names = ["background", *classes["class_names"]]
@@ -259,4 +265,45 @@ def evaluate_pseudo_masks(
         *(split, settings["refine"], report["miou"], _leak_text(report)),
         *(settings["cam_threshold"], report["cam_miou"]),
     )
+    if settings["refine"].startswith("irn"):
+        report["irn"] = _irn_diagnostics(
+            cam_set, ir_label_set, irnet, rows, gt, contexts, classes["class_names"], params
+        )
+        _log_irn(report["irn"])
     return report
+
+
+def _irn_diagnostics(
+    cam_set, ir_label_set, irnet: dict, rows: pd.DataFrame, gt, contexts, class_names, params
+) -> dict[str, Any]:
+    """The evaluated rows' IR labels, edge maps and walk scores against the ground truth."""
+    settings = params["pseudo_masks"]
+    missing = sorted(set(rows["id"]) - set(ir_label_set))
+    if missing:
+        raise KeyError(f"no IR labels for {len(missing)} evaluated image(s), e.g. {missing[:5]}")
+    device = stages.resolve_device(params["device"])
+    model = jobs.trained_irnet(settings["irnet"], irnet, device)
+    return irn_scores.irn_diagnostics(
+        {i: ir_label_set[i] for i in rows["id"]},
+        jobs.walk_jobs(cam_set, rows, settings["walk"], model, device),
+        gt, class_names, params["evaluation"]["thresholds"], settings["walk"]["bg_threshold"],
+        contexts,
+    )  # fmt: skip
+
+
+def _log_irn(scores: dict[str, Any]) -> None:
+    labels, edges, walk = scores["ir_labels"], scores["edges"], scores["walk"]
+
+    def shown(value: float | None, digits: int = 3) -> str:
+        return "undefined" if value is None else f"{value:.{digits}f}"
+
+    logger.info(
+        "IR labels: foreground %s, background %s, ignored %s of the pixels, precision %s; edge "
+        "map: best boundary F %s at %s (mean %s on boundaries, %s elsewhere); walk before "
+        "thresholding: mIoU %s at its best background score %.2f, %s at the run's %.2f",
+        *(shown(labels["shares"][k]) for k in ("foreground", "background", "ignored")),
+        shown(labels["precision"]), shown(edges["best_f"]), shown(edges["best_threshold"], 2),
+        shown(edges["mean_on_boundary"]), shown(edges["mean_elsewhere"]),
+        shown(walk["miou"], 4), walk["best_threshold"], shown(walk["miou_at_threshold"], 4),
+        walk["threshold"],
+    )  # fmt: skip

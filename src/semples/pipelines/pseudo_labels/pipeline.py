@@ -95,6 +95,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=[
                     "pseudo_masks",
                     "cams",
+                    "ir_labels",
+                    "irnet_weights",
                     "image_index",
                     "dataset_classes",
                     "params:pseudo_labels",
