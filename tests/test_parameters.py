@@ -118,7 +118,7 @@ def test_every_environment_validates(env, tmp_path):
         (
             "pseudo_labels.pseudo_masks.ir_labels.bg_threshold",
             0.9,
-            r"bg_threshold \(0\.9\) must not exceed fg_threshold \(0\.7\)",
+            r"bg_threshold \(0\.9\) must not exceed fg_threshold \(0\.4\)",
         ),
         (
             "pseudo_labels.text_template",
