@@ -126,30 +126,45 @@ def _walk_matrix(affinities: EdgeAffinities, beta: float) -> Tensor:
     """IRN's transition matrix T, transposed: an N x N sparse CSR matrix (row-major pixels).
 
     A is symmetric, so T^T = D^-1 A^beta: row p holds ``A(p, q) ** beta`` over p's degree, and
-    ``x @ T`` is ``(T^T @ x^T)^T``, a CSR times dense product.
+    ``x @ T`` is ``(T^T @ x^T)^T``, a CSR times dense product. Built as one N x K table of
+    weights (K offsets, in column order) and 32-bit indices, so that its peak memory is a few
+    times the matrix's own.
     """
     half = affinities.values
     _, h, w = half.shape
     offsets = [(0, 0), *affinities.offsets, *((-dy, -dx) for dy, dx in affinities.offsets)]
-    mirrored = torch.zeros_like(half)  # pixel p + d sees p at -d with the same affinity
-    for k, (dy, dx) in enumerate(affinities.offsets):
+    order = sorted(range(len(offsets)), key=offsets.__getitem__)  # column order within a row
+    weights = half.new_zeros(h, w, len(offsets))
+    for j, k in enumerate(order):
+        if k == 0:
+            weights[:, :, j] = 1
+            continue
+        source = (k - 1) % len(affinities.offsets)
+        dy, dx = affinities.offsets[source]
         rows, cols = _valid_box(dy, dx, h, w)
-        target = slice(rows.start + dy, rows.stop + dy), slice(cols.start + dx, cols.stop + dx)
-        mirrored[k][target] = half[k, rows, cols]
-    weights = torch.cat([torch.ones_like(half[:1]), half, mirrored]).pow_(beta)
-    weights /= weights.sum(0, keepdim=True)
+        if k <= len(affinities.offsets):  # p sees p + d
+            weights[rows, cols, j] = half[source, rows, cols]
+        else:  # pixel p + d sees p at -d with the same affinity
+            shifted = slice(rows.start + dy, rows.stop + dy), slice(cols.start + dx, cols.stop + dx)
+            weights[(*shifted, j)] = half[source, rows, cols]
+    weights = weights.reshape(h * w, len(offsets)).pow_(beta)
+    weights /= weights.sum(1, keepdim=True)
 
-    # (dy, dx) order is column order within a row; zero weights (outside the map) are dropped.
-    order = sorted(range(len(offsets)), key=offsets.__getitem__)
-    shifts = torch.tensor([offsets[k][0] * w + offsets[k][1] for k in order], device=half.device)
-    weights = weights[order].reshape(len(order), h * w).T
-    keep = weights > 0
-    columns = (torch.arange(h * w, device=half.device)[:, None] + shifts)[keep]
-    crow = F.pad(keep.sum(1).cumsum(0), (1, 0))
+    keep = weights > 0  # pairs outside the map are dropped
+    crow = F.pad(keep.sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int32), (1, 0))
+    kept = keep.view(-1).nonzero().squeeze(1)  # flat: 2-d boolean indexing holds nnz x 2 indices
+    del keep
+    values = weights.view(-1)[kept]
+    del weights
+    shifts = torch.tensor(
+        [offsets[k][0] * w + offsets[k][1] for k in order], dtype=torch.int32, device=half.device
+    )
+    columns = torch.arange(h * w, dtype=torch.int32, device=half.device)[:, None] + shifts
+    columns = columns.view(-1)[kept]
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(
-            crow, columns, weights[keep], (h * w, h * w), check_invariants=False
+            crow, columns, values, (h * w, h * w), check_invariants=False
         )
 
 
