@@ -150,11 +150,10 @@ class BoundaryScores:
         for i, threshold in enumerate(self.thresholds):
             precision = _share(self._predicted_right[i], self._predicted[i])
             recall = _share(self._found[i], self._boundary)
-            f = (
-                2 * precision * recall / (precision + recall)
-                if precision and recall
-                else (0.0 if precision is not None and recall is not None else None)
-            )
+            if precision is None or recall is None:
+                f = None
+            else:
+                f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
             sweep.append({"threshold": threshold, "precision": precision, "recall": recall, "f": f})
         scored = [row for row in sweep if row["f"] is not None]
         best = max(scored, key=lambda row: row["f"]) if scored else None
@@ -186,9 +185,7 @@ def irn_diagnostics(
 
     def scored(image_id: str, load: Callable[[], Mapping[str, np.ndarray]]) -> Callable:
         def record() -> Mapping[str, np.ndarray]:
-            walk = load()
-            if image_id not in gt_masks:
-                raise KeyError(f"no ground-truth mask for {image_id!r}")
+            walk = load()  # evaluate_cams has checked that the image has ground truth
             try:
                 boundaries.add(walk["edge"], gt_masks[image_id]())
             except ValueError as error:

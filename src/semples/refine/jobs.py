@@ -163,10 +163,9 @@ def walk_jobs(
 ) -> dict[str, Callable[[], dict[str, np.ndarray]]]:
     """IRNet's edge map (``edge``) and the random walk's scores before thresholding (``cam``,
     for the CAMs' ``keys``) of every image of ``rows``, for the ``irn`` diagnostics; ``walk``
-    as in ``pseudo_masks.walk`` (its ``bg_threshold`` is left out: nothing is thresholded)."""
-    settings = {k: v for k, v in walk.items() if k != "bg_threshold"}
+    as in ``pseudo_masks.walk`` (nothing is thresholded)."""
     device = torch.device(device)
     return {
-        row.id: partial(_walk_record, row.image_path, cams[row.id], settings, model, device)
+        row.id: partial(_walk_record, row.image_path, cams[row.id], walk, model, device)
         for row in _rows_with_cams(cams, rows).itertuples(index=False)
     }

@@ -85,9 +85,10 @@ def propagated_scores(
 ) -> np.ndarray:
     """IRN's random walk of the stride-4 CAMs on ``edge`` (stride-4 boundary map), upsampled to
     ``image_size`` and max-normalised (C x H x W): the scores ``irn`` thresholds. ``walk``: the
-    walk's settings (``bg_threshold``, the caller's, is not one of them)."""
+    ``pseudo_masks.walk`` settings; its ``bg_threshold`` is for thresholding, not the walk."""
+    settings = {key: value for key, value in (walk or {}).items() if key != "bg_threshold"}
     propagated = random_walk(
-        torch.from_numpy(cam["cam_stride4"]), torch.from_numpy(edge), **dict(walk or {})
+        torch.from_numpy(cam["cam_stride4"]), torch.from_numpy(edge), **settings
     )
     return walk_scores(propagated, image_size).numpy()
 
@@ -116,8 +117,7 @@ def pseudo_mask(
     else:
         if edge is None:
             raise ValueError(f"refine mode {mode!r} needs the IRNet edge map")
-        walk = dict(walk or {})
-        threshold = walk.pop("bg_threshold", 0.25)
+        threshold = (walk or {}).get("bg_threshold", 0.25)
         probs = with_background(propagated_scores(cam, edge, image.shape[:2], walk), threshold)
     if mode.endswith("crf"):
         probs = dense_crf(image, probs, **dict(crf or {}))
