@@ -301,6 +301,29 @@ def test_context_fill_grows_each_context_over_its_slot():
         assert (after.context > 0).sum() >= (before.context > 0).sum()
 
 
+def test_contrasting_colours_repaint_only_aeroplanes_and_sheep_away_from_their_contexts():
+    """Same layouts, masks, labels and contexts; only aeroplane and sheep pixels change, and
+    their mean colour moves away from their context's (the pale defaults sit close to it)."""
+    world = dataclasses.replace(CONFIG, co_occurrence=1.0, context_fill=1.0)
+    repainted = dataclasses.replace(world, contrasting_colours=True)
+    distance: dict[bool, dict[int, list[float]]] = {False: {0: [], 5: []}, True: {0: [], 5: []}}
+    for index in range(40):
+        pale, vivid = render_scene(world, "train", index), render_scene(repainted, "train", index)
+        assert (pale.mask == vivid.mask).all() and (pale.context == vivid.context).all()
+        assert (pale.labels, pale.contexts) == (vivid.labels, vivid.contexts)
+        changed = (pale.image != vivid.image).any(axis=2)
+        assert np.isin(pale.mask[changed], [1, 6]).all()
+        for scene, contrasting in ((pale, False), (vivid, True)):
+            for k in set(scene.labels) & {0, 5}:
+                image = scene.image.astype(float)
+                colour = image[scene.mask == k + 1].mean(axis=0)
+                context = image[scene.context == k + 1].mean(axis=0)
+                distance[contrasting][k].append(float(np.linalg.norm(colour - context)))
+    for k in (0, 5):
+        assert len(distance[True][k]) >= 5
+        assert np.mean(distance[True][k]) > np.mean(distance[False][k]) + 10
+
+
 def test_masked_views_name_what_stays_visible():
     """A masked view darkens its scene through a soft mask; its caption names an object when
     at least half of it shows: never a blacked-out one, always an untouched one."""

@@ -25,6 +25,7 @@ import colorsys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -81,6 +82,9 @@ class ToyWorldConfig:
     masked_view_fraction: float = 0.0
     context_cutout_fraction: float = 0.0
     context_fill: float = 0.0
+    # Aeroplane and sheep in colours that set them off from sky and snow (False: the earlier
+    # pale-grey aeroplane and cream sheep, byte for byte).
+    contrasting_colours: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -335,7 +339,10 @@ def _compose(config: ToyWorldConfig, rng: np.random.Generator, classes: list[int
             context = TOY_CONTEXTS[TOY_CLASSES[placement.class_index]]
             _paint_context(canvas, context_map, rng, context, placement, config.context_fill)
             contexts.append(context)
-    drawn = [_paste_object(canvas, mask, rng, placement) for placement in placements]
+    drawn = [
+        _paste_object(canvas, mask, rng, placement, config.contrasting_colours)
+        for placement in placements
+    ]
     _check_visible(mask, placements, drawn)
     context_map[mask > 0] = 0
     return ToyScene(
@@ -427,12 +434,20 @@ def _fill_rows(context: str, top: int, bottom: int, size: int, fill: float) -> t
 
 
 def _paste_object(
-    canvas: np.ndarray, mask: np.ndarray, rng: np.random.Generator, placement: _Placement
+    canvas: np.ndarray,
+    mask: np.ndarray,
+    rng: np.random.Generator,
+    placement: _Placement,
+    contrasting: bool,
 ) -> int:
     """Draw the object, maybe mirrored, into canvas and mask; return its pixel count."""
     x0, y0, x1, y1 = placement.box
     pen = _Pen(x1 - x0, y1 - y0)
-    _SHAPES[TOY_CLASSES[placement.class_index]].draw(pen, rng, _tone(rng))
+    name = TOY_CLASSES[placement.class_index]
+    draw = _SHAPES[name].draw
+    if contrasting:
+        draw = _CONTRASTING_DRAWS.get(name, draw)
+    draw(pen, rng, _tone(rng))
     rgba = np.asarray(pen.patch)
     if rng.random() < 0.5:
         rgba = rgba[:, ::-1]
@@ -603,15 +618,21 @@ def _tone(rng: np.random.Generator) -> _Tone:
     return tone
 
 
-def _draw_aeroplane(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
-    """Seen from above: light grey fuselage crossed by swept wings and a small tailplane."""
-    wing, body = tone((165, 170, 182)), tone((208, 210, 216))
+def _draw_aeroplane(
+    pen: _Pen,
+    rng: np.random.Generator,
+    tone: _Tone,
+    colours: tuple[_Rgb, _Rgb, _Rgb] = ((165, 170, 182), (208, 210, 216), (165, 170, 182)),
+) -> None:
+    """Seen from above: a fuselage crossed by swept wings and a small tailplane; ``colours``
+    are (wings, fuselage, tailplane), by default a pale grey close to the sky's."""
+    wing, body, tail = (tone(colour) for colour in colours)
     sweep = rng.uniform(-0.04, 0.04)
     for side in (1, -1):
         root, tip = 0.5 + side * 0.05, 0.5 + side * 0.5
         pen.polygon([(0.38, root), (0.60, root), (0.44 + sweep, tip), (0.33 + sweep, tip)], wing)
         tail_tip = 0.5 + side * 0.26
-        pen.polygon([(0.03, root), (0.15, root), (0.07, tail_tip), (0.01, tail_tip)], wing)
+        pen.polygon([(0.03, root), (0.15, root), (0.07, tail_tip), (0.01, tail_tip)], tail)
     pen.ellipse((0.0, 0.39, 1.0, 0.61), body)
     pen.ellipse((0.80, 0.44, 0.93, 0.56), tone((45, 65, 110)))
 
@@ -679,9 +700,16 @@ def _draw_car(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
         pen.circle(cx, 0.78, 0.09, (160, 160, 165))
 
 
-def _draw_sheep(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
-    """Cream woolly body (scalloped rim of curls) on dark legs, with a dark head."""
-    wool, shadow, dark = tone((238, 229, 202)), tone((205, 193, 160)), tone((48, 42, 42))
+def _draw_sheep(
+    pen: _Pen,
+    rng: np.random.Generator,
+    tone: _Tone,
+    wool_colours: tuple[_Rgb, _Rgb] = ((238, 229, 202), (205, 193, 160)),
+) -> None:
+    """Woolly body (scalloped rim of curls) on dark legs, with a dark head; ``wool_colours``
+    are (wool, its shadow), by default a cream close to the snow's white."""
+    wool, shadow = (tone(colour) for colour in wool_colours)
+    dark = tone((48, 42, 42))
     for x in (0.18, 0.30, 0.55, 0.66):
         pen.rectangle((x, 0.6, x + 0.06, 1.0), dark)
     angles = np.linspace(0.0, 2 * np.pi, 11, endpoint=False) + rng.uniform(0.0, 0.6)
@@ -711,6 +739,14 @@ _SHAPES: dict[str, _Shape] = {
     "cow": _Shape(_draw_cow, 1.45),
     "car": _Shape(_draw_car, 1.8),
     "sheep": _Shape(_draw_sheep, 1.3),
+}
+
+# ``contrasting_colours``: white fuselage, dark wings and an orange tailplane; beige wool.
+# Measured (README, "Objects that stand out from their contexts"): with the pale defaults a
+# 12 px patch of sky or snow on black looked to the toy CLIP and the generator like the object.
+_CONTRASTING_DRAWS: dict[str, Callable[[_Pen, np.random.Generator, _Tone], None]] = {
+    "aeroplane": partial(_draw_aeroplane, colours=((88, 96, 112), (236, 236, 240), (232, 122, 40))),
+    "sheep": partial(_draw_sheep, wool_colours=((214, 194, 150), (178, 156, 114))),
 }
 
 
