@@ -31,6 +31,11 @@ def test_voc_and_coco_keep_the_papers_stages(env, lambdas):
         assert (config.lambda_b, config.lambda_t, config.lam) == lambdas
         assert config.mask_activation == "sigmoid" and config.trainable == "all"
         assert config.epochs == 60
+    assert params["pseudo_masks"]["irnet"]["image_scale"] == 1  # IRN's stride 4
+
+
+def test_toy_irnet_works_at_stride_2():
+    assert pseudo_labels("local")["pseudo_masks"]["irnet"]["image_scale"] == 2
 
 
 def test_toy_default_stages():

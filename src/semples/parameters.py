@@ -29,6 +29,7 @@ from semples.clip.model import check_clip_weights
 from semples.clip.pretrain import PretrainConfig
 from semples.data.toy_world import ToyWorldConfig
 from semples.models.cam_networks import GENERATOR_ARCHITECTURES, MASK_ACTIVATIONS
+from semples.refine.irnet import IMAGE_SCALES as IRNET_IMAGE_SCALES
 from semples.refine.irnet import IRNET_BACKBONES
 from semples.refine.pseudo_masks import REFINE_MODES
 from semples.training.cam_classifier import CamClassifierConfig
@@ -207,6 +208,7 @@ class Irnet(Strict):
     weight_decay: NonNegativeFloat = 1e-4
     crop_size: PositiveInt | None = None
     radius: PositiveInt = 10
+    image_scale: Literal[IRNET_IMAGE_SCALES] = 1  # type: ignore[valid-type]
 
 
 class Walk(Strict):

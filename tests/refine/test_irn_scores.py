@@ -4,6 +4,7 @@ import pytest
 from semples.refine.irn_scores import (
     BoundaryScores,
     boundary_cells,
+    gt_edge_walks,
     ir_label_scores,
     irn_diagnostics,
 )
@@ -99,19 +100,20 @@ def test_boundary_scores_of_a_perfect_an_empty_and_a_misplaced_edge_map():
         far.add(np.zeros((3, 3)), gt)
 
 
-def test_irn_diagnostics_score_a_perfect_walk_and_edge_map_at_one():
+@pytest.mark.parametrize("stride", [4, 2])
+def test_irn_diagnostics_score_a_perfect_walk_and_edge_map_at_one(stride):
     gts = {"a": _square_gt(32, 1), "b": _square_gt(32, 2)}
     walks = {
         key: {
             "keys": np.array([gt.max()]),
             "cam": (gt == gt.max()).astype(np.float32)[None],
-            "edge": boundary_cells(gt).astype(np.float32),
+            "edge": boundary_cells(gt, stride).astype(np.float32),
         }
         for key, gt in gts.items()
     }
     scores = irn_diagnostics(
         _loaders(gts), _loaders(walks), _loaders(gts), ["cat", "dog"],
-        thresholds=[0.25, 0.5], walk_threshold=0.25,
+        thresholds=[0.25, 0.5], walk_threshold=0.25, edge_stride=stride,
     )  # fmt: skip
     assert scores["ir_labels"]["precision"] == 1.0 and scores["ir_labels"]["shares"]["ignored"] == 0
     assert scores["edges"]["best_f"] == 1.0
@@ -119,6 +121,30 @@ def test_irn_diagnostics_score_a_perfect_walk_and_edge_map_at_one():
     assert walk["miou"] == 1.0 and walk["miou_at_threshold"] == 1.0 and walk["threshold"] == 0.25
     assert [row["threshold"] for row in walk["sweep"]] == [0.25, 0.5]
     assert walk["context_leak"] is None
+    assert "walk_on_gt_edges" not in scores
+
+
+def test_walk_on_gt_edges_spreads_cams_inside_outlines_only_where_the_grid_allows():
+    """A 16 px square's CAM covers its left half only; walked on the square's outline it fills
+    the square's inside at stride 2, while at stride 4 (4 x 4 cells, 12 of them outline cells)
+    it has almost nowhere to spread: the bound tells a coarse grid from a weak edge map."""
+    gt = np.zeros((48, 48), np.uint8)
+    gt[16:32, 16:32] = 1
+    cam = np.zeros((1, 48, 48), np.float32)
+    cam[0, 16:32, 16:24] = 1.0
+    record = {"keys": np.array([1]), "cam": cam, "cam_stride4": cam[:, ::4, ::4].copy()}
+    walk = {"radius": 5, "beta": 10, "exp_times": 8}
+    bounds = {}
+    for stride in (4, 2):
+        walks = gt_edge_walks({"a": lambda: record}, {"a": lambda: gt}, walk, stride)
+        scores = irn_diagnostics(
+            {"a": lambda: gt}, {"a": lambda stride=stride: {**record, "edge": boundary_cells(
+                gt, stride).astype(np.float32)}}, {"a": lambda: gt}, ["cat"],
+            thresholds=[0.1, 0.25, 0.5], walk_threshold=0.25, edge_stride=stride,
+            perfect_edge_walks=walks,
+        )  # fmt: skip
+        bounds[stride] = scores["walk_on_gt_edges"]["per_class_iou"]["cat"]
+    assert bounds[2] > 0.7 and bounds[4] < 0.5
 
 
 def test_irn_diagnostics_name_an_edge_map_of_the_wrong_size():

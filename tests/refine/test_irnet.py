@@ -65,6 +65,26 @@ def test_small_backbone_shapes_at_stride_4_with_ceil_for_odd_sides():
     assert displacement.shape == (2, 2, 16, 17)
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_image_scale_puts_the_maps_at_a_finer_stride_of_the_image(scale):
+    torch.manual_seed(0)
+    model = IRNet("small", image_scale=scale)
+    assert model.stride == 4 // scale
+    edge, displacement = model(torch.rand(2, 3, 32, 40))
+    assert edge.shape == (2, 1, 8 * scale, 10 * scale)
+    assert displacement.shape == (2, 2, 8 * scale, 10 * scale)
+    # the same weights on the upsampled image by hand
+    upsampled = torch.nn.functional.interpolate(
+        torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1)),
+        scale_factor=scale, mode="bilinear", align_corners=False,
+    )  # fmt: skip
+    plain = IRNet("small")
+    plain.load_state_dict(model.state_dict())
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(model.eval()(image)[0], plain.eval()(upsampled)[0], **FP32_NETWORK)
+    assert predict_edge(model, image[0]).shape == (4 * scale, 4 * scale)
+
+
 def test_resnet50_shapes_and_frozen_backbone(resnet):
     resnet.train()
     assert not any(p.requires_grad for p in resnet.backbone.parameters())
@@ -99,6 +119,8 @@ def test_bad_model_arguments():
         IRNet("small", weights="resnet50.pt")
     with pytest.raises(ValueError, match=r"\[B, 3, H, W\]"):
         small_net()(torch.rand(3, 32, 32))
+    with pytest.raises(ValueError, match=r"image_scale must be one of \(1, 2, 4\), got 3"):
+        IRNet("small", image_scale=3)
 
 
 LABELS = torch.tensor(
@@ -222,6 +244,21 @@ def test_dataset_crops_flips_and_subsamples_image_and_label_together():
     assert (dataset[0][1] == 255).any()  # 32 px in 48 px crops
 
 
+def test_dataset_subsamples_labels_at_irnets_stride():
+    scenes = [two_squares(i) for i in range(2)]
+    fine = IrLabelDataset(
+        [lambda s=s: s[0] for s in scenes], [lambda s=s: s[1] for s in scenes],
+        crop_size=32, hflip=True, seed=0, stride=2,
+    )  # fmt: skip
+    coarse = squares_dataset(2)
+    for index in range(2):
+        (image, label, _), (same_image, coarse_label, _) = fine[index], coarse[index]
+        assert torch.equal(image, same_image) and label.shape == (16, 16)
+        assert torch.equal(label[::2, ::2], coarse_label)
+    with pytest.raises(ValueError, match="stride must be 1, 2 or 4"):
+        IrLabelDataset([], [], crop_size=None, hflip=False, seed=0, stride=3)
+
+
 def test_dataset_rejects_bad_items_and_crop_sizes():
     image = np.zeros((32, 32, 3), np.uint8)
     dataset = IrLabelDataset(
@@ -289,6 +326,8 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
 def test_training_checks_its_inputs():
     with pytest.raises(ValueError, match="crop_size"):
         train_irnet(small_net(), squares_dataset(crop_size=16), CONFIG, progress=False)
+    with pytest.raises(ValueError, match="stride 4, IRNet predicts at stride 2"):
+        train_irnet(IRNet("small", image_scale=2), squares_dataset(), CONFIG, progress=False)
     model = small_net()
     with torch.no_grad():
         model.edge_branch.classify.bias.fill_(math.nan)

@@ -59,21 +59,26 @@ def test_irnet_config_takes_the_run_seed_and_step_cap():
     assert irnet_config(settings, seed=0, max_steps=None).max_steps is None
 
 
-def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path):
+@pytest.mark.parametrize("image_scale", [1, 2])
+def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path, image_scale):
     rows, cams = scene
     labels = ir_label_jobs(cams, rows, {"fg_threshold": 0.3, "bg_threshold": 0.05}, {})
+    settings = {"backbone": "small", "batch_size": 2, "crop_size": None, "image_scale": image_scale}
     params = {
         "seed": 0,
         "train": {"max_steps": 2, "checkpoint_dir": str(tmp_path / "resume")},
-        "pseudo_masks": {"irnet": {"backbone": "small", "batch_size": 2, "crop_size": None}},
+        "pseudo_masks": {"irnet": settings},
     }
     state, history = fit_irnet(labels, rows, params, torch.device("cpu"), progress=False)
     assert len(history) == 2 and np.isfinite(history["total"]).all()
     assert not any((tmp_path / "resume").glob("*.pt"))  # the epoch checkpoint is removed
     model = trained_irnet(params["pseudo_masks"]["irnet"], state, torch.device("cpu"))
     assert isinstance(model, IRNet) and not model.training
+    assert model.stride == 4 // image_scale
     masks = pseudo_mask_jobs(cams, rows, "irn", {"cam_threshold": 0.3}, model)
     assert masks["img0"]().shape == (32, 32)
+    edge = walk_jobs(cams, rows, {}, model)["img0"]()["edge"]
+    assert edge.shape == (32 // model.stride,) * 2
     with pytest.raises(ValueError, match="no IR labels for the images"):
         fit_irnet({}, rows, params, torch.device("cpu"), progress=False)
 

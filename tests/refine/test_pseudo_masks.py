@@ -7,6 +7,7 @@ from semples.refine.pseudo_masks import (
     REFINE_MODES,
     ir_label,
     label_confidence,
+    propagated_scores,
     pseudo_mask,
     with_background,
 )
@@ -68,6 +69,21 @@ def test_irn_modes_walk_the_stride4_cams_on_the_edge_map():
         mask = pseudo_mask(image, record, mode, cam_threshold=0.3, edge=edge)
         assert mask.shape == (40, 40)
         assert (mask[:, :16] == 3).all() and (mask[:, 24:] == 0).all(), mode
+
+
+def test_irn_at_a_finer_edge_stride_walks_the_cams_cell_means():
+    image, record = _bands([0.9, 0.01])
+    edge = np.zeros((20, 20), np.float32)  # stride 2 of the 40 px image
+    edge[:, 10] = 1.0
+    mask = pseudo_mask(image, record, "irn", cam_threshold=0.3, edge=edge, edge_stride=2)
+    assert mask.shape == (40, 40)
+    assert (mask[:, :18] == 3).all() and (mask[:, 22:] == 0).all()
+    # the seeds come from the full-resolution CAMs (their 2 x 2 means), not the stride-4 ones
+    record["cam_stride4"] = np.zeros_like(record["cam_stride4"])
+    scores = propagated_scores(record, edge, (40, 40), edge_stride=2)
+    assert scores.shape == (1, 40, 40)
+    assert np.allclose(scores[0, :, :16], 1.0, atol=1e-5)
+    assert np.allclose(scores[0, :, 24:], 0.01 / 0.9, atol=1e-5)
 
 
 def test_bad_modes_and_missing_edges_are_named():

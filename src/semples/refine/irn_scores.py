@@ -4,13 +4,15 @@ edge map it predicts and the random walk's scores before thresholding.
 When ``irn`` pseudo masks are worse than the CAMs they start from, these say which part failed:
 IR labels that are few or wrong (precision, recall and the ignored share per class), an edge
 map that misses the object boundaries (boundary precision / recall / F at several thresholds),
-or a walk whose scores are right but thresholded at the wrong background score (its mIoU over
-the CAM sweep's thresholds).
+a walk whose scores are right but thresholded at the wrong background score (its mIoU over
+the CAM sweep's thresholds), or a grid too coarse for the walk to work even on perfect edges
+(the same walk on the ground-truth outlines).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 
 import numpy as np
 from scipy import ndimage
@@ -18,6 +20,7 @@ from scipy import ndimage
 from semples.cams import evaluate_cams
 from semples.data.classes import IGNORE_INDEX
 from semples.metrics import json_float
+from semples.refine.pseudo_masks import propagated_scores
 
 # Absolute edge-map thresholds the boundary scores are given at (IRNet's edges are sigmoid
 # outputs; weak maps stay far below 0.5).
@@ -168,6 +171,33 @@ class BoundaryScores:
         }
 
 
+def _gt_edge_walk(
+    load_cam: Callable[[], Mapping[str, np.ndarray]],
+    load_gt: Loader,
+    walk: Mapping,
+    edge_stride: int,
+) -> dict[str, np.ndarray]:
+    cam, gt = load_cam(), load_gt()
+    edge = boundary_cells(gt, edge_stride).astype(np.float32)
+    return {"keys": cam["keys"], "cam": propagated_scores(cam, edge, gt.shape, walk, edge_stride)}
+
+
+def gt_edge_walks(
+    cams: Mapping[str, Callable[[], Mapping[str, np.ndarray]]],
+    gt_masks: Mapping[str, Loader],
+    walk: Mapping,
+    edge_stride: int = EDGE_STRIDE,
+) -> dict[str, Callable[[], dict[str, np.ndarray]]]:
+    """The random walk of each image's CAMs on its ground-truth outlines (edge 1 on
+    :func:`boundary_cells`, 0 elsewhere) instead of IRNet's edge map: what ``irn`` reaches from
+    these CAMs on this grid with a perfect edge map. On a grid where objects are a few cells
+    wide every object cell is an outline cell and the walk cannot spread even then."""
+    return {
+        image_id: partial(_gt_edge_walk, cams[image_id], gt_masks[image_id], walk, edge_stride)
+        for image_id in cams
+    }
+
+
 def irn_diagnostics(
     ir_labels: Mapping[str, Loader],
     walks: Mapping[str, Callable[[], Mapping[str, np.ndarray]]],
@@ -176,12 +206,17 @@ def irn_diagnostics(
     thresholds: Sequence[float],
     walk_threshold: float,
     context_maps: Mapping[str, Loader] | None = None,
+    edge_stride: int = EDGE_STRIDE,
+    perfect_edge_walks: Mapping[str, Callable[[], Mapping[str, np.ndarray]]] | None = None,
 ) -> dict:
     """The IR labels' scores, the edge maps' boundary scores and the walk's scores before
     thresholding (``walks``: id -> ``{"keys", "cam": walk scores, "edge"}``, one pass over the
     images), the last as :func:`~semples.cams.evaluate_cams` over ``thresholds`` with the mIoU
-    at the run's ``walk_threshold`` beside its best; ``class_names`` without background."""
-    boundaries = BoundaryScores()
+    at the run's ``walk_threshold`` beside its best; ``class_names`` without background;
+    ``edge_stride``: the edge maps' stride (IRNet's). With ``perfect_edge_walks``
+    (:func:`gt_edge_walks`) also ``walk_on_gt_edges``: the same walk's best mIoU on the
+    ground-truth outlines, the bound a better edge map could reach."""
+    boundaries = BoundaryScores(stride=edge_stride)
 
     def scored(image_id: str, load: Callable[[], Mapping[str, np.ndarray]]) -> Callable:
         def record() -> Mapping[str, np.ndarray]:
@@ -205,8 +240,14 @@ def irn_diagnostics(
         "context_leak": None if walk["context_leak"] is None else walk["context_leak"]["overall"],
     }
     names = ["background", *class_names]
-    return {
+    scores = {
         "ir_labels": ir_label_scores(ir_labels, gt_masks, names),
         "edges": boundaries.to_dict(),
         "walk": walk,
     }
+    if perfect_edge_walks is not None:
+        bound = evaluate_cams(perfect_edge_walks, gt_masks, class_names, thresholds)
+        scores["walk_on_gt_edges"] = {
+            key: bound[key] for key in ("miou", "best_threshold", "per_class_iou")
+        }
+    return scores

@@ -8,11 +8,14 @@ displacement field whose differences match the offsets of same-instance pairs. T
 drives the random walk of :mod:`semples.refine.random_walk` (:func:`predict_edge`).
 
 Maps are at stride 4: an H x W image gives ceil(H / 4) x ceil(W / 4) maps, which IR labels
-subsampled as ``label[::4, ::4]`` match. With sides that are not multiples of 4 the last row and
-column cover a partial 4 x 4 cell, and the flipped pass of :func:`predict_edge` is then shifted
-by that part of a cell; use multiples of 4 for exact alignment.
+subsampled as ``label[::4, ::4]`` match. With ``image_scale`` 2 (or 4) IRNet upsamples the image
+first, so its maps are at stride 2 (or 1) of the image: IRN's grid for images far smaller than
+VOC's, whose objects would otherwise be a few cells wide (``IRNet.stride``). With sides that
+are not multiples of the stride the last row and column cover a partial cell, and the flipped
+pass of :func:`predict_edge` is then shifted by that part of a cell; use multiples of 4 for
+exact alignment.
 
-Displacements are (dy, dx) in stride-4 pixels: ``p + D(p)`` is the centroid of p's instance.
+Displacements are (dy, dx) in map cells: ``p + D(p)`` is the centroid of p's instance.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from semples.models.cam_networks import IMAGENET_MEAN, IMAGENET_STD
 from semples.refine.random_walk import Offset, search_paths
 
 _EPS = 1e-5  # IRN's guard in the logs and the normalisers of its loss
+IMAGE_SCALES = (1, 2, 4)  # IRNet's input upsampling: its maps at stride 4, 2 or 1 of the image
 
 
 def _reduce(in_channels: int, out_channels: int, upsample: int = 1) -> nn.Sequential:
@@ -183,17 +187,26 @@ IRNET_BACKBONES = tuple(_BACKBONES)
 
 
 class IRNet(nn.Module):
-    """IRN's network: an edge logit map and a displacement field, both at stride 4.
+    """IRN's network: an edge logit map and a displacement field, both at stride 4 of its
+    (possibly upsampled) input.
 
     ``backbone="resnet50"`` is IRN's: an ImageNet ResNet-50 (``weights``: a local torchvision
     state dict; its ``fc`` is ignored) that is never trained, its features detached and its
     batch norm in eval mode (IRN's ``Net.train``), so only the branches learn from the IR labels.
     ``backbone="small"`` is a random-init trunk for the toy world; it is trained with the
     branches, since random features carry no boundary information of their own.
+    ``image_scale`` upsamples the input (bilinear) so that the maps are at ``stride`` =
+    4 / ``image_scale`` of the image.
     """
 
-    def __init__(self, backbone: str = "resnet50", weights: str | Path | None = None) -> None:
+    def __init__(
+        self, backbone: str = "resnet50", weights: str | Path | None = None, image_scale: int = 1
+    ) -> None:
         super().__init__()
+        if image_scale not in IMAGE_SCALES:
+            raise ValueError(f"image_scale must be one of {IMAGE_SCALES}, got {image_scale}")
+        self.image_scale = image_scale
+        self.stride = 4 // image_scale
         if backbone not in _BACKBONES:
             raise ValueError(
                 f"unknown IRNet backbone {backbone!r}; choose one of {sorted(_BACKBONES)}"
@@ -230,9 +243,13 @@ class IRNet(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """``(edge logits [B, 1, h, w], displacement [B, 2, h, w])`` from RGB images
-        ``[B, 3, H, W]`` in [0, 1]; h, w = ceil(H / 4), ceil(W / 4)."""
+        ``[B, 3, H, W]`` in [0, 1]; h, w = ceil(H / stride), ceil(W / stride)."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"expected images of shape [B, 3, H, W], got {tuple(images.shape)}")
+        if self.image_scale > 1:
+            images = F.interpolate(
+                images, scale_factor=self.image_scale, mode="bilinear", align_corners=False
+            )
         normalized = (images - self.pixel_mean) / self.pixel_std
         frozen = torch.no_grad() if self.backbone_frozen else contextlib.nullcontext()
         with frozen:
@@ -375,9 +392,10 @@ def irnet_loss(
 
 @torch.no_grad()
 def predict_edge(model: IRNet, image: Tensor) -> Tensor:
-    """IRN's inference edge map ``[ceil(H / 4), ceil(W / 4)]`` in [0, 1] of one RGB image
-    ``[3, H, W]`` in [0, 1]: the sigmoid of the edge logits averaged with those of the flipped
-    image (flipped back), in eval mode (the caller's mode is restored)."""
+    """IRN's inference edge map ``[ceil(H / stride), ceil(W / stride)]`` in [0, 1] (the model's
+    ``stride``, 4 by default) of one RGB image ``[3, H, W]`` in [0, 1]: the sigmoid of the edge
+    logits averaged with those of the flipped image (flipped back), in eval mode (the caller's
+    mode is restored)."""
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected an image of shape [3, H, W], got {tuple(image.shape)}")
     was_training = model.training
@@ -388,4 +406,5 @@ def predict_edge(model: IRNet, image: Tensor) -> Tensor:
     finally:
         model.train(was_training)
     edge = torch.sigmoid(logits[0, 0] / 2 + logits[1, 0].flip(-1) / 2)
-    return edge[: math.ceil(image.shape[1] / 4), : math.ceil(image.shape[2] / 4)]
+    stride = model.stride
+    return edge[: math.ceil(image.shape[1] / stride), : math.ceil(image.shape[2] / stride)]

@@ -32,7 +32,6 @@ from semples.training.step import optimizer_step
 
 logger = logging.getLogger(__name__)
 
-STRIDE = 4  # IRNet's output stride, at which the IR labels are used
 DISPLACEMENT_LR_MULTIPLIER = 10  # IRN's learning rate of the displacement branch, relative
 POLY_POWER = 0.9
 _TERMS = ("pos_aff", "neg_aff", "dp_fg", "dp_bg", "total")
@@ -54,8 +53,9 @@ class IrLabelDataset(Dataset):
 
     ``images`` / ``labels`` load H x W x 3 uint8 images and H x W integer IR labels (255 =
     ignore). Each item is flipped (``hflip``, probability 0.5) and cropped to ``crop_size``
-    (padded with 0 / 255 where smaller), then the label is subsampled to stride 4 by taking the
-    top-left pixel of every 4 x 4 cell, IRN's nearest-neighbour downscaling. Without
+    (padded with 0 / 255 where smaller), then the label is subsampled to IRNet's ``stride`` (4,
+    or 2 / 1 with its ``image_scale``) by taking the top-left pixel of every stride x stride
+    cell, IRN's nearest-neighbour downscaling. Without
     ``crop_size`` items keep their size (images must then share one size to be batched).
     IRN also rescales images randomly by 0.5-1.5; this dataset does not.
     """
@@ -67,12 +67,15 @@ class IrLabelDataset(Dataset):
         crop_size: int | None,
         hflip: bool,
         seed: int,
+        stride: int = 4,
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if crop_size is not None and (crop_size < STRIDE or crop_size % STRIDE):
+        if crop_size is not None and (crop_size < 4 or crop_size % 4):
             raise ValueError(f"crop_size must be None or a positive multiple of 4, got {crop_size}")
-        self.images, self.labels = images, labels
+        if stride not in (1, 2, 4):
+            raise ValueError(f"stride must be 1, 2 or 4 (IRNet's), got {stride}")
+        self.images, self.labels, self.stride = images, labels, stride
         self.crop_size, self.hflip, self.seed = crop_size, hflip, seed
         self.epoch = 0
 
@@ -103,7 +106,8 @@ class IrLabelDataset(Dataset):
             cropped_label[rows, cols] = label[source_rows, source_cols]
             image, label = cropped_image, cropped_label
         image = to_tensor(np.ascontiguousarray(image))
-        label = torch.from_numpy(np.ascontiguousarray(label[::STRIDE, ::STRIDE])).long()
+        label = torch.from_numpy(np.ascontiguousarray(label[:: self.stride, :: self.stride]))
+        label = label.long()
         return image, label, index
 
 
@@ -123,7 +127,7 @@ class IrnetConfig:
 
     def __post_init__(self) -> None:
         check_budget(self)
-        if self.crop_size is not None and (self.crop_size < STRIDE or self.crop_size % STRIDE):
+        if self.crop_size is not None and (self.crop_size < 4 or self.crop_size % 4):
             raise ValueError(f"crop_size must be None or a positive multiple of 4, "
                              f"got {self.crop_size}")  # fmt: skip
         if self.radius < 2:
@@ -155,6 +159,11 @@ def train_irnet(
     if dataset.crop_size != config.crop_size:
         raise ValueError(
             f"dataset crop_size {dataset.crop_size} differs from config {config.crop_size}"
+        )
+    if dataset.stride != model.stride:
+        raise ValueError(
+            f"the dataset subsamples labels at stride {dataset.stride}, IRNet predicts at "
+            f"stride {model.stride} (its image_scale {model.image_scale})"
         )
     device = device or model.pixel_mean.device
     torch.manual_seed(config.seed)

@@ -48,7 +48,7 @@ def ir_label_jobs(
     }
 
 
-_MODEL_KEYS = ("backbone", "weights")
+_MODEL_KEYS = ("backbone", "weights", "image_scale")
 
 
 def irnet_config(settings: Mapping[str, Any], seed: int, max_steps: int | None) -> IrnetConfig:
@@ -75,13 +75,13 @@ def fit_irnet(
     rows = rows[rows["id"].isin(list(ir_labels))]
     if rows.empty:
         raise ValueError("no IR labels for the images to train IRNet on: run make_ir_labels")
+    torch.manual_seed(config.seed)
+    model = IRNet(settings["backbone"], settings.get("weights"), settings.get("image_scale", 1))
     dataset = IrLabelDataset(
         [partial(read_rgb, path) for path in rows["image_path"]],
         [ir_labels[i] for i in rows["id"]],
-        crop_size=config.crop_size, hflip=True, seed=config.seed,
+        crop_size=config.crop_size, hflip=True, seed=config.seed, stride=model.stride,
     )  # fmt: skip
-    torch.manual_seed(config.seed)
-    model = IRNet(settings["backbone"], settings.get("weights"))
     checkpoint = _checkpoint_path(params["train"].get("checkpoint_dir"), settings, rows)
     history = train_irnet(model, dataset, config, checkpoint, device, progress)
     if checkpoint is not None:
@@ -100,7 +100,7 @@ def trained_irnet(
     settings: Mapping[str, Any], state: Mapping[str, torch.Tensor], device: torch.device
 ) -> IRNet:
     """IRNet of ``settings`` with the trained ``state``, in eval mode on ``device``."""
-    model = IRNet(settings["backbone"])
+    model = IRNet(settings["backbone"], image_scale=settings.get("image_scale", 1))
     model.load_state_dict(state)
     return model.to(device).eval()
 
@@ -118,8 +118,10 @@ def _pseudo_mask(
     device: torch.device,
 ) -> np.ndarray:
     image = read_rgb(image_path)
-    edge = _edge_map(model, image, device) if model is not None else None
-    return pseudo_mask(image, load_cam(), mode, edge=edge, **settings)
+    if model is None:
+        return pseudo_mask(image, load_cam(), mode, **settings)
+    edge = _edge_map(model, image, device)
+    return pseudo_mask(image, load_cam(), mode, edge=edge, edge_stride=model.stride, **settings)
 
 
 def pseudo_mask_jobs(
@@ -150,7 +152,7 @@ def _walk_record(
 ) -> dict[str, np.ndarray]:
     image, cam = read_rgb(image_path), load_cam()
     edge = _edge_map(model, image, device)
-    scores = propagated_scores(cam, edge, image.shape[:2], walk)
+    scores = propagated_scores(cam, edge, image.shape[:2], walk, model.stride)
     return {"keys": np.asarray(cam["keys"]), "cam": scores, "edge": edge}
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from semples.refine.crf import dense_crf
 from semples.refine.random_walk import random_walk, walk_scores
@@ -82,15 +83,21 @@ def propagated_scores(
     edge: np.ndarray,
     image_size: tuple[int, int],
     walk: Mapping[str, Any] | None = None,
+    edge_stride: int = 4,
 ) -> np.ndarray:
-    """IRN's random walk of the stride-4 CAMs on ``edge`` (stride-4 boundary map), upsampled to
-    ``image_size`` and max-normalised (C x H x W): the scores ``irn`` thresholds. ``walk``: the
-    ``pseudo_masks.walk`` settings; its ``bg_threshold`` is for thresholding, not the walk."""
+    """IRN's random walk of the CAMs on ``edge`` (IRNet's boundary map at ``edge_stride`` of the
+    image), upsampled to ``image_size`` and max-normalised (C x H x W): the scores ``irn``
+    thresholds. At stride 4 the walk starts from the stride-4 CAMs, as IRN's; at a finer stride
+    from the full-resolution CAMs averaged over each cell. ``walk``: the ``pseudo_masks.walk``
+    settings; its ``bg_threshold`` is for thresholding, not the walk."""
     settings = {key: value for key, value in (walk or {}).items() if key != "bg_threshold"}
-    propagated = random_walk(
-        torch.from_numpy(cam["cam_stride4"]), torch.from_numpy(edge), **settings
-    )
-    return walk_scores(propagated, image_size).numpy()
+    if edge_stride == 4:
+        seeds = torch.from_numpy(cam["cam_stride4"])
+    else:
+        full = torch.from_numpy(cam["cam"])[None]
+        seeds = F.avg_pool2d(full, edge_stride, ceil_mode=True)[0]
+    propagated = random_walk(seeds, torch.from_numpy(edge), **settings)
+    return walk_scores(propagated, image_size, edge_stride).numpy()
 
 
 def pseudo_mask(
@@ -101,12 +108,13 @@ def pseudo_mask(
     edge: np.ndarray | None = None,
     walk: Mapping[str, Any] | None = None,
     crf: Mapping[str, Any] | None = None,
+    edge_stride: int = 4,
 ) -> np.ndarray:
     """One image's pseudo mask (label values, uint8) by ``mode``:
 
     ``none``: the CAMs against a constant background score ``cam_threshold``; ``crf``: the same
-    probabilities refined by the dense CRF; ``irn``: IRN's random walk of the stride-4 CAMs on
-    ``edge`` (stride-4 boundary map), upsampled, max-normalised and thresholded at
+    probabilities refined by the dense CRF; ``irn``: IRN's random walk of the CAMs on ``edge``
+    (IRNet's boundary map at ``edge_stride``; :func:`propagated_scores`), thresholded at
     ``walk["bg_threshold"]``; ``irn+crf``: the walk's probabilities refined by the CRF.
     """
     if mode not in REFINE_MODES:
@@ -118,7 +126,8 @@ def pseudo_mask(
         if edge is None:
             raise ValueError(f"refine mode {mode!r} needs the IRNet edge map")
         threshold = (walk or {}).get("bg_threshold", 0.25)
-        probs = with_background(propagated_scores(cam, edge, image.shape[:2], walk), threshold)
+        scores = propagated_scores(cam, edge, image.shape[:2], walk, edge_stride)
+        probs = with_background(scores, threshold)
     if mode.endswith("crf"):
         probs = dense_crf(image, probs, **dict(crf or {}))
     return values[probs.argmax(axis=0)]

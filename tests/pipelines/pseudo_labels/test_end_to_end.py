@@ -97,6 +97,8 @@ def test_pseudo_masks_and_their_report(project):
     walk = irn["walk"]
     assert 0.0 <= walk["miou"] <= 1.0 and walk["threshold"] == 0.25
     assert walk["miou_at_threshold"] is not None and 0.0 <= walk["context_leak"] <= 1.0
+    bound = irn["walk_on_gt_edges"]  # the toy IRNet at stride 2: the walk on perfect outlines
+    assert 0.0 <= bound["miou"] <= 1.0 and set(bound["per_class_iou"]) == set(walk["per_class_iou"])
     masks = MaskSetDataset(
         path=str(project / "data/07_model_output/pseudo_masks"), version=Version(None, None)
     ).load()

@@ -283,11 +283,13 @@ def _irn_diagnostics(
         raise KeyError(f"no IR labels for {len(missing)} evaluated image(s), e.g. {missing[:5]}")
     device = stages.resolve_device(params["device"])
     model = jobs.trained_irnet(settings["irnet"], irnet, device)
+    evaluated = {i: cam_set[i] for i in rows["id"]}
     return irn_scores.irn_diagnostics(
         {i: ir_label_set[i] for i in rows["id"]},
         jobs.walk_jobs(cam_set, rows, settings["walk"], model, device),
         gt, class_names, params["evaluation"]["thresholds"], settings["walk"]["bg_threshold"],
-        contexts,
+        contexts, edge_stride=model.stride,
+        perfect_edge_walks=irn_scores.gt_edge_walks(evaluated, gt, settings["walk"], model.stride),
     )  # fmt: skip
 
 
@@ -300,10 +302,11 @@ def _log_irn(scores: dict[str, Any]) -> None:
     logger.info(
         "IR labels: foreground %s, background %s, ignored %s of the pixels, precision %s; edge "
         "map: best boundary F %s at %s (mean %s on boundaries, %s elsewhere); walk before "
-        "thresholding: mIoU %s at its best background score %.2f, %s at the run's %.2f",
+        "thresholding: mIoU %s at its best background score %.2f, %s at the run's %.2f; the "
+        "same walk on the ground-truth outlines: mIoU %s",
         *(shown(labels["shares"][k]) for k in ("foreground", "background", "ignored")),
         shown(labels["precision"]), shown(edges["best_f"]), shown(edges["best_threshold"], 2),
         shown(edges["mean_on_boundary"]), shown(edges["mean_elsewhere"]),
         shown(walk["miou"], 4), walk["best_threshold"], shown(walk["miou_at_threshold"], 4),
-        walk["threshold"],
+        walk["threshold"], shown(scores.get("walk_on_gt_edges", {}).get("miou"), 4),
     )  # fmt: skip
