@@ -255,7 +255,7 @@ def test_dataset_subsamples_labels_at_irnets_stride():
         (image, label, _), (same_image, coarse_label, _) = fine[index], coarse[index]
         assert torch.equal(image, same_image) and label.shape == (16, 16)
         assert torch.equal(label[::2, ::2], coarse_label)
-    with pytest.raises(ValueError, match="stride must be 1, 2 or 4"):
+    with pytest.raises(ValueError, match=r"stride must be one of IRNet's \(4, 2, 1\), got 3"):
         IrLabelDataset([], [], crop_size=None, hflip=False, seed=0, stride=3)
 
 

@@ -37,7 +37,9 @@ from semples.models.cam_networks import IMAGENET_MEAN, IMAGENET_STD
 from semples.refine.random_walk import Offset, search_paths
 
 _EPS = 1e-5  # IRN's guard in the logs and the normalisers of its loss
+OUTPUT_STRIDE = 4  # of IRNet's input, at which its edge and displacement maps are
 IMAGE_SCALES = (1, 2, 4)  # IRNet's input upsampling: its maps at stride 4, 2 or 1 of the image
+STRIDES = tuple(OUTPUT_STRIDE // scale for scale in IMAGE_SCALES)  # of the image
 
 
 def _reduce(in_channels: int, out_channels: int, upsample: int = 1) -> nn.Sequential:
@@ -206,7 +208,7 @@ class IRNet(nn.Module):
         if image_scale not in IMAGE_SCALES:
             raise ValueError(f"image_scale must be one of {IMAGE_SCALES}, got {image_scale}")
         self.image_scale = image_scale
-        self.stride = 4 // image_scale
+        self.stride = OUTPUT_STRIDE // image_scale
         if backbone not in _BACKBONES:
             raise ValueError(
                 f"unknown IRNet backbone {backbone!r}; choose one of {sorted(_BACKBONES)}"

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from semples.checkpoints import load_state, save_atomic
 from semples.data.classes import IGNORE_INDEX
 from semples.data.images import to_tensor
-from semples.refine.irnet import IRNet, irnet_loss
+from semples.refine.irnet import OUTPUT_STRIDE, STRIDES, IRNet, irnet_loss
 from semples.training.config import check_budget
 from semples.training.loop import epoch_order
 from semples.training.step import optimizer_step
@@ -71,10 +71,10 @@ class IrLabelDataset(Dataset):
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if crop_size is not None and (crop_size < 4 or crop_size % 4):
+        if crop_size is not None and (crop_size < OUTPUT_STRIDE or crop_size % OUTPUT_STRIDE):
             raise ValueError(f"crop_size must be None or a positive multiple of 4, got {crop_size}")
-        if stride not in (1, 2, 4):
-            raise ValueError(f"stride must be 1, 2 or 4 (IRNet's), got {stride}")
+        if stride not in STRIDES:
+            raise ValueError(f"stride must be one of IRNet's {STRIDES}, got {stride}")
         self.images, self.labels, self.stride = images, labels, stride
         self.crop_size, self.hflip, self.seed = crop_size, hflip, seed
         self.epoch = 0
@@ -127,7 +127,9 @@ class IrnetConfig:
 
     def __post_init__(self) -> None:
         check_budget(self)
-        if self.crop_size is not None and (self.crop_size < 4 or self.crop_size % 4):
+        if self.crop_size is not None and (
+            self.crop_size < OUTPUT_STRIDE or self.crop_size % OUTPUT_STRIDE
+        ):
             raise ValueError(f"crop_size must be None or a positive multiple of 4, "
                              f"got {self.crop_size}")  # fmt: skip
         if self.radius < 2:

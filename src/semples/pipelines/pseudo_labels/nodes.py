@@ -308,5 +308,5 @@ def _log_irn(scores: dict[str, Any]) -> None:
         shown(labels["precision"]), shown(edges["best_f"]), shown(edges["best_threshold"], 2),
         shown(edges["mean_on_boundary"]), shown(edges["mean_elsewhere"]),
         shown(walk["miou"], 4), walk["best_threshold"], shown(walk["miou_at_threshold"], 4),
-        walk["threshold"], shown(scores.get("walk_on_gt_edges", {}).get("miou"), 4),
+        walk["threshold"], shown(scores["walk_on_gt_edges"]["miou"], 4),
     )  # fmt: skip
