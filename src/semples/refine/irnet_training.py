@@ -47,6 +47,14 @@ def _window(size: int, crop: int, rng: np.random.Generator) -> tuple[slice, slic
     return slice(0, length), slice(offset, offset + length)
 
 
+def _check_crop_size(crop_size: int | None) -> None:
+    """A crop must hold whole IRNet output cells: None or a positive multiple of its stride."""
+    if crop_size is not None and (crop_size < OUTPUT_STRIDE or crop_size % OUTPUT_STRIDE):
+        raise ValueError(
+            f"crop_size must be None or a positive multiple of {OUTPUT_STRIDE}, got {crop_size}"
+        )
+
+
 class IrLabelDataset(Dataset):
     """Images with their IR labels; items ``(image [3, c, c] in [0, 1], label [c/4, c/4] long,
     index)``.
@@ -71,8 +79,7 @@ class IrLabelDataset(Dataset):
     ) -> None:
         if len(images) != len(labels):
             raise ValueError(f"{len(images)} images but {len(labels)} labels")
-        if crop_size is not None and (crop_size < OUTPUT_STRIDE or crop_size % OUTPUT_STRIDE):
-            raise ValueError(f"crop_size must be None or a positive multiple of 4, got {crop_size}")
+        _check_crop_size(crop_size)
         if stride not in STRIDES:
             raise ValueError(f"stride must be one of IRNet's {STRIDES}, got {stride}")
         self.images, self.labels, self.stride = images, labels, stride
@@ -127,11 +134,7 @@ class IrnetConfig:
 
     def __post_init__(self) -> None:
         check_budget(self)
-        if self.crop_size is not None and (
-            self.crop_size < OUTPUT_STRIDE or self.crop_size % OUTPUT_STRIDE
-        ):
-            raise ValueError(f"crop_size must be None or a positive multiple of 4, "
-                             f"got {self.crop_size}")  # fmt: skip
+        _check_crop_size(self.crop_size)
         if self.radius < 2:
             raise ValueError(f"radius must be >= 2, got {self.radius}")
 
