@@ -67,6 +67,10 @@ def test_masks_are_what_their_names_say(table):
                       "mean area"]  # fmt: skip
     assert (np.diff(areas.to_numpy()) > 0).all()
     assert table.loc["GT + its context", "mean area"] > table.loc["ground truth", "mean area"]
+    faint = table.loc["GT + its context at 0.2", "mean area"]
+    truth, with_context = table.loc[["ground truth", "GT + its context"], "mean area"]
+    expected = truth + 0.2 * (with_context - truth)
+    assert faint == pytest.approx(expected, rel=1e-5)
     assert table.loc["context alone", "soft IoU with GT"] == 0.0
     assert table.loc["nothing (empty mask)", "mean area"] == 0.0
     moved = table.loc["GT shape moved by half the image"]

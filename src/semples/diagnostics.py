@@ -63,6 +63,16 @@ def _with_context(mask: np.ndarray, context: np.ndarray | None) -> np.ndarray:
     return (mask | (context if context is not None else False)).astype(np.float32)
 
 
+def with_faint_context(level: float) -> MaskVariant:
+    """The object at 1 and its context at `level`: does the objective charge a dim context floor?"""
+
+    def variant(mask: np.ndarray, context: np.ndarray | None) -> np.ndarray:
+        floor = context.astype(np.float32) * level if context is not None else 0.0
+        return np.maximum(mask.astype(np.float32), floor)
+
+    return variant
+
+
 def _context_only(mask: np.ndarray, context: np.ndarray | None) -> np.ndarray:
     return (context if context is not None else np.zeros_like(mask)).astype(np.float32)
 
@@ -75,6 +85,7 @@ GROUND_TRUTH_VARIANTS: dict[str, MaskVariant] = {
     "GT dilated 12 px": dilated(12),
     "GT dilated 24 px": dilated(24),
     "GT + its context": _with_context,
+    "GT + its context at 0.2": with_faint_context(0.2),
     "context alone": _context_only,
     "whole image": lambda mask, _: np.ones_like(mask, dtype=np.float32),
     # Controls: the optimum must beat an empty mask and the object's own shape put elsewhere.
