@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from semples.data.images import read_rgb, to_tensor
 from semples.data.validation import read_label_mask
 from semples.metrics import SegmentationScores, ThresholdSweep
+from semples.progress import progress_bar
 
 DEFAULT_SCALES: tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
 _NORMALISE_EPS = 1e-5
@@ -192,7 +193,8 @@ def evaluate_cams(
     names = ["background", *class_names]
     sweep = ThresholdSweep(thresholds, num_classes=len(names))
     trivial = ThresholdSweep(thresholds, num_classes=len(names))
-    for image_id, load_cam in cams.items():
+    for image_id, load_cam in progress_bar(cams.items(), total=len(cams), desc="scoring CAMs",
+                                           unit="img", leave=False):  # fmt: skip
         if image_id not in gt_masks:
             raise KeyError(f"no ground-truth mask for CAM {image_id!r}")
         record, gt = load_cam(), gt_masks[image_id]()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from semples.data.classes import IGNORE_INDEX
+from semples.progress import progress_bar
 
 _MAX_LISTED_VALUES = 10
 
@@ -239,7 +240,9 @@ def evaluate_label_maps(
         raise ValueError("no label maps to evaluate")
     cm = np.zeros((len(class_names), len(class_names)), dtype=np.int64)
     leak = None if context_maps is None else ContextLeak(len(class_names))
-    for image_id, load in predictions.items():
+    scored = progress_bar(predictions.items(), total=len(predictions), desc="scoring label maps",
+                          unit="img", leave=False)  # fmt: skip
+    for image_id, load in scored:
         if image_id not in gt_masks:
             raise KeyError(f"no ground-truth mask for {image_id!r}")
         try:

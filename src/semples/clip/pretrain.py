@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from open_clip.transformer import text_global_pool
 from pydantic import ConfigDict, with_config
-from tqdm.auto import tqdm
 
 from semples.clip.model import preprocess_images
+from semples.progress import progress_bar
 from semples.training.step import optimizer_step
 
 ImageSource = Callable[[], np.ndarray] | np.ndarray
@@ -142,9 +142,7 @@ def pretrain_clip(
     was_training = model.training
     model.train()
     history = []
-    with tqdm(
-        total=total, desc="CLIP pretraining", unit="step", disable=None if progress else True
-    ) as bar:
+    with progress_bar(total=total, desc="CLIP pretraining", enabled=progress) as bar:
         for step in range(total):
             epoch = step // steps_per_epoch
             if step % steps_per_epoch == 0:

@@ -13,10 +13,10 @@ from typing import TypeVar
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from semples.data.classes import IGNORE_INDEX
 from semples.data.index import BadItemError, IndexRecord, ItemPolicy
+from semples.progress import progress_bar
 
 MASK_MODES = ("P", "L")
 _MAX_LISTED_VALUES = 5
@@ -122,7 +122,7 @@ def collect_records(
     """Build a record per (split, key); a bad item goes to ``policy``, which either stops the
     scan or skips and counts it, so one broken file does not silently vanish."""
     records: list[IndexRecord] = []
-    for split, key in tqdm(items, desc=desc, unit="img", disable=None):
+    for split, key in progress_bar(items, total=len(items), desc=desc, unit="img"):
         try:
             records.append(build(split, key))
         except BadItemError as err:

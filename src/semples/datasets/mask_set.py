@@ -27,8 +27,8 @@ import numpy as np
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from kedro_datasets._typing import ImagePreview
 from PIL import Image
-from tqdm.auto import tqdm
 
+from semples.progress import progress_bar
 from semples.viz import voc_palette
 
 MaskItem = np.ndarray | Mapping[str, np.ndarray]
@@ -181,13 +181,10 @@ class MaskSetDataset(AbstractVersionedDataset[Mapping[str, MaskSource], MaskSet]
         folder = staging / target.name if self._version else staging
         folder.mkdir(parents=True)
         try:
-            for item_id, source in tqdm(
-                data.items(),
-                total=len(data),
-                desc=f"saving {target.name}",
-                disable=None if self._progress else True,
-                leave=False,
-            ):
+            for item_id, source in progress_bar(
+                data.items(), total=len(data), desc=f"saving {target.name}", unit="item",
+                enabled=self._progress, leave=False,
+            ):  # fmt: skip
                 _check_item_id(item_id)
                 write_item(folder, item_id, source() if callable(source) else source)
             self._publish(staging, final)

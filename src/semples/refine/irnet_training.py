@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from semples.checkpoints import load_state, save_atomic
 from semples.data.classes import IGNORE_INDEX
 from semples.data.images import to_tensor
+from semples.progress import progress_bar
 from semples.refine.irnet import OUTPUT_STRIDE, STRIDES, IRNet, irnet_loss
 from semples.training.config import check_budget
 from semples.training.loop import epoch_order
@@ -191,7 +191,7 @@ def train_irnet(
         start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
         logger.info("IRNet resumes after epoch %d from %s", start_epoch, checkpoint_path)
 
-    with tqdm(total=total, initial=step, desc="IRNet", disable=None if progress else True) as bar:
+    with progress_bar(total=total, initial=step, desc="IRNet", enabled=progress) as bar:
         for epoch in range(start_epoch, config.epochs):
             if step >= total:
                 break

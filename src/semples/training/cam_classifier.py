@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from pydantic import ConfigDict, with_config
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from semples.data.images import LabelledImages
+from semples.progress import progress_bar
 from semples.training.config import check_budget
 from semples.training.loop import cosine_lr, epoch_order
 from semples.training.step import optimizer_step
@@ -70,7 +70,7 @@ def train_cam_classifier(
     per_epoch = math.ceil(len(dataset) / config.batch_size)
     total = min(config.epochs * per_epoch, config.max_steps or math.inf)
     history, step = [], 0
-    with tqdm(total=total, desc="CAM classifier", disable=None if progress else True) as bar:
+    with progress_bar(total=total, desc="CAM classifier", enabled=progress) as bar:
         for epoch in range(config.epochs):
             dataset.set_epoch(epoch)
             order = epoch_order(len(dataset), config.seed, epoch, rank=0, world=1)

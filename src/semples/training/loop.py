@@ -31,7 +31,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from semples.checkpoints import load_state, save_atomic
 from semples.clip.model import FrozenClip
@@ -39,6 +38,7 @@ from semples.clip.prompts import PromptLearner
 from semples.data.images import LabelledImages
 from semples.losses import area_loss, match_loss, prompt_loss, refine_loss
 from semples.models import masks_for_pairs
+from semples.progress import progress_bar
 from semples.training import distributed
 from semples.training.config import StageConfig
 from semples.training.step import optimizer_step
@@ -201,8 +201,8 @@ def train_stage(
     wrapped = DistributedDataParallel(module) if world > 1 else module
     generator = wrapped if config.stage != 2 else models.generator
     prompts = wrapped if config.stage == 2 else models.prompts
-    bar = tqdm(total=total_steps, initial=step, desc=f"stage {config.stage}",
-               disable=None if progress and rank == 0 else True)  # fmt: skip
+    bar = progress_bar(total=total_steps, initial=step, desc=f"stage {config.stage}",
+                       enabled=progress and rank == 0)  # fmt: skip
     for epoch in range(start_epoch, config.epochs):
         if step >= total_steps:
             break

@@ -3,6 +3,7 @@ VOC-layout folder with an open_clip ViT-B/32 weights file."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,8 @@ ARTEFACTS = (
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
     project = copy_project(tmp_path_factory.mktemp("project"))
-    run_kedro(project, "run", "--env=test", "--pipeline=pseudo_labels")
+    first = run_kedro(project, "run", "--env=test", "--pipeline=pseudo_labels")
+    (project / "first_run.log").write_text(first.stdout + first.stderr)
     run_kedro(
         project, "run", "--env=test", "--pipelines=pseudo_labels", "--params=pseudo_labels.seed=1"
     )
@@ -50,6 +52,21 @@ def project(tmp_path_factory) -> Path:
 def test_two_runs_keep_two_versions_of_every_artefact(project):
     for relative in ARTEFACTS:
         assert len(versions(project, relative)) == 2, relative
+
+
+LONG_NODES_PROGRESS = (
+    "CLIP pretraining: step", "CAM classifier: step", "stage 1: step", "stage 2: step",
+    "stage 3: step", "saving cams: item", "scoring CAMs: img", "saving ir_labels: item",
+    "IRNet: step", "saving pseudo_masks: item", "scoring label maps: img",
+)  # fmt: skip
+
+
+def test_a_run_logged_to_a_file_shows_the_progress_of_every_long_node(project):
+    """The run's output went to a pipe, not a terminal: tqdm's bars would be off."""
+    log = "".join((project / "first_run.log").read_text().split())  # rich wraps long lines
+    for line in LONG_NODES_PROGRESS:
+        finished = re.escape("".join(line.split())) + r"(\d+)/\1(?!\d)"  # e.g. "stage 1: step 2/2"
+        assert re.search(finished, log), line
 
 
 def test_cam_report_and_cam_set(project):
