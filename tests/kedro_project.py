@@ -50,3 +50,14 @@ def latest(project: Path, relative: str) -> Path:
 
 def latest_json(project: Path, relative: str) -> dict:
     return json.loads(latest(project, relative).read_text())
+
+
+def mlflow_runs(project: Path) -> list:
+    """The MLflow runs kedro-mlflow recorded in the project's SQLite store, oldest first."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("semples")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])

@@ -18,7 +18,7 @@ import pytest
 from kedro.io.core import Version
 from nbclient import NotebookClient
 
-from kedro_project import copy_project, run_kedro, saved, versions
+from kedro_project import copy_project, mlflow_runs, run_kedro, saved, versions
 from layouts import coco_key, make_coco, make_voc
 from semples.datasets import MaskSetDataset
 
@@ -100,6 +100,28 @@ def test_reporting_compares_every_saved_run(project, pinned_run):
     for plot in ("headline_across_runs.png", "per_class_latest_runs.png", "ablation.png"):
         assert len(versions(project, f"data/08_reporting/{plot}")) == 1
     assert len(versions(project, "data/08_reporting/ablation_table.csv")) == 1
+
+
+def test_every_run_is_an_mlflow_run_and_none_when_switched_off(project, pinned_run):
+    runs = mlflow_runs(project)
+    # the three ingestion runs, then the reporting run of the test before
+    assert [run.info.run_name for run in runs] == ["ingestion"] * 3 + ["reporting"]
+    assert [run.info.status for run in runs] == ["FINISHED"] * 4
+    assert runs[1].data.params["ingestion.toy.num_train"] == "16"
+    assert runs[1].data.metrics["ingestion_report/num_images"] == 24
+    assert runs[1].data.metrics["ingestion_report/per_split/train"] == 16
+    reports = len(versions(project, "data/08_reporting/ingestion_report.json"))
+    run_kedro(project, "run", "--env=test", "--pipeline=ingestion",
+              "--from-nodes=report_ingestion", "--params=mlflow=false")  # fmt: skip
+    assert len(versions(project, "data/08_reporting/ingestion_report.json")) == reports + 1
+    assert len(mlflow_runs(project)) == 4
+
+
+def test_a_mistyped_mlflow_switch_is_refused(project):
+    result = run_kedro(project, "run", "--env=test", "--pipeline=ingestion",
+                       "--params=mlflow=sometimes", check=False)  # fmt: skip
+    assert result.returncode != 0
+    assert "the parameter mlflow must be true or false, got 'sometimes'" in result.stderr
 
 
 def test_compare_runs_notebook_executes(project, two_ingestion_runs):

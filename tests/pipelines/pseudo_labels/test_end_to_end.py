@@ -11,8 +11,9 @@ import pandas as pd
 import pytest
 import torch
 from kedro.io.core import Version
+from mlflow.tracking import MlflowClient
 
-from kedro_project import copy_project, latest, latest_json, run_kedro, versions
+from kedro_project import copy_project, latest, latest_json, mlflow_runs, run_kedro, versions
 from layouts import make_voc
 from semples.clip.model import load_clip, save_clip_weights
 from semples.datasets import MaskSetDataset
@@ -67,6 +68,33 @@ def test_a_run_logged_to_a_file_shows_the_progress_of_every_long_node(project):
     for line in LONG_NODES_PROGRESS:
         finished = re.escape("".join(line.split())) + r"(\d+)/\1(?!\d)"  # e.g. "stage 1: step 2/2"
         assert re.search(finished, log), line
+
+
+def test_each_run_is_an_mlflow_run_with_params_metrics_histories_and_figures(project):
+    runs = mlflow_runs(project)
+    assert [run.info.run_name for run in runs] == ["pseudo_labels seed 0", "pseudo_labels seed 1"]
+    run = runs[1]
+    assert run.info.status == "FINISHED" and run.data.params["pseudo_labels.seed"] == "1"
+    assert run.data.params["pseudo_labels.train.common.lambda_b"] == "1.0"
+    metrics = run.data.metrics
+    cams = latest_json(project, "data/08_reporting/cam_metrics.json")
+    assert metrics["cam_metrics/miou"] == pytest.approx(cams["miou"])
+    assert metrics["cam_metrics/iou/sheep"] == pytest.approx(cams["per_class_iou"]["sheep"])
+    assert metrics["cam_metrics/context_leak/overall"] == pytest.approx(
+        cams["context_leak"]["overall"])
+    for stage in ("initial", "stage1", "stage3"):
+        assert metrics[f"cam_metrics/stages/{stage}/miou"] == pytest.approx(
+            cams["stages"][stage]["miou"])
+    masks = latest_json(project, "data/08_reporting/pseudo_mask_metrics.json")
+    assert metrics["pseudo_mask_metrics/miou"] == pytest.approx(masks["miou"])
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    history = pd.read_csv(latest(project, "data/08_reporting/stage1_loss_history.csv"))
+    logged = sorted(client.get_metric_history(run.info.run_id, "stage1_loss_history/total"),
+                    key=lambda metric: metric.step)  # fmt: skip
+    assert [m.step for m in logged] == history["step"].tolist()
+    assert [m.value for m in logged] == pytest.approx(history["total"].tolist())
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert figures == {"figures/cam_overlays.png", "figures/training_loss_history.png"}
 
 
 def test_cam_report_and_cam_set(project):

@@ -11,7 +11,7 @@ import pytest
 import torch
 from kedro.io.core import Version
 
-from kedro_project import copy_project, latest_json, run_kedro, saved, versions
+from kedro_project import copy_project, latest_json, mlflow_runs, run_kedro, saved, versions
 from semples.datasets import MaskSetDataset
 
 pytestmark = pytest.mark.slow
@@ -42,6 +42,22 @@ def test_the_default_pipeline_runs_the_whole_chain(project):
                      "data/08_reporting/segmentation_metrics.json",
                      "data/08_reporting/deeplab_loss_history.csv"):  # fmt: skip
         assert len(versions(project, relative)) == 2, relative
+
+
+def test_the_chain_and_the_segmentation_run_are_mlflow_runs(project):
+    runs = mlflow_runs(project)
+    assert [run.info.run_name for run in runs] == ["__default__ seed 0", "segmentation seed 0"]
+    chain, segmentation = runs
+    assert {"cam_metrics/miou", "pseudo_mask_metrics/miou", "segmentation_metrics/miou",
+            "ingestion_report/num_images"} <= set(chain.data.metrics)  # fmt: skip
+    report = latest_json(project, "data/08_reporting/segmentation_metrics.json")
+    metrics = segmentation.data.metrics
+    assert metrics["segmentation_metrics/miou"] == pytest.approx(report["miou"])
+    assert metrics["segmentation_metrics/pseudo_mask_miou"] == pytest.approx(
+        report["pseudo_mask_miou"])
+    assert metrics["segmentation_metrics/iou/cow"] == pytest.approx(report["per_class_iou"]["cow"])
+    assert any(name.startswith("deeplab_loss_history/") for name in metrics)
+    assert segmentation.data.params["segmentation.train.loss"] == "balanced_ce"
 
 
 def test_segmentation_report_compares_with_the_pseudo_masks_it_learned_from(project):
