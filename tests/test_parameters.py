@@ -2,14 +2,12 @@
 named with its dotted key, its value and the reason, before any node runs."""
 
 import copy
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
 
+from kedro_project import copy_project, mlflow_runs, run_kedro
 from semples.parameters import ParameterError, validate_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,17 +175,16 @@ def test_every_problem_is_listed_and_other_sections_can_be_skipped(base):
 
 
 def test_a_typo_stops_kedro_run_before_any_node(tmp_path):
-    """The hook runs before the first node: the run fails in seconds and names the key."""
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true"}
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipeline=pseudo_labels",
-         "--params=pseudo_labels.train.max_step=1"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    """The hook runs before the first node: the run fails in seconds and names the key; the
+    MLflow run kedro-mlflow had started is marked failed."""
+    project = copy_project(tmp_path)
+    result = run_kedro(project, "run", "--pipeline=pseudo_labels",
+                       "--params=pseudo_labels.train.max_step=1", check=False)  # fmt: skip
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "did you mean `max_steps`?" in output
     assert "Running node" not in output
+    assert [run.info.status for run in mlflow_runs(project)] == ["FAILED"]
 
 
 def test_clip_weights_must_fit_the_named_architecture(base, tmp_path):

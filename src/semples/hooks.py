@@ -16,7 +16,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 from mlflow.entities import Metric
 
-from semples.parameters import validate_parameters
+from semples.parameters import ParameterError, validate_parameters
 from semples.tracking import history_metrics, report_metrics
 
 # MlflowClient.log_batch takes at most this many metrics per call.
@@ -40,7 +40,12 @@ class ParameterValidation:
     def before_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
         every_section = "parameters" in pipeline.inputs()
         sections = None if every_section else _parameter_sections(pipeline)
-        validate_parameters(catalog.load("parameters"), sections)
+        try:
+            validate_parameters(catalog.load("parameters"), sections)
+        except ParameterError:
+            if mlflow.active_run() is not None:  # kedro-mlflow's hook started it just before
+                mlflow.end_run("FAILED")
+            raise
 
 
 class MlflowCopies:
