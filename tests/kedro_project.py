@@ -52,11 +52,16 @@ def latest_json(project: Path, relative: str) -> dict:
     return json.loads(latest(project, relative).read_text())
 
 
-def mlflow_runs(project: Path) -> list:
-    """The MLflow runs kedro-mlflow recorded in the project's SQLite store, oldest first."""
+def mlflow_client(project: Path):
+    """A client of the project's MLflow store (conf/base/mlflow.yml: sqlite:///mlflow.db)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def mlflow_runs(project: Path) -> list:
+    """The MLflow runs kedro-mlflow recorded in the project's SQLite store, oldest first."""
+    client = mlflow_client(project)
     experiment = client.get_experiment_by_name("semples")
     if experiment is None:
         return []

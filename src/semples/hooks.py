@@ -75,15 +75,16 @@ class MlflowCopies:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, data: Any) -> None:
-        if mlflow.active_run() is None:
+        run = mlflow.active_run()
+        if run is None:
             return
         if dataset_name.endswith("@json") and isinstance(data, dict):
             mlflow.log_metrics(report_metrics(data, dataset_name.removesuffix("@json")))
         elif dataset_name.endswith("_loss_history") and isinstance(data, pd.DataFrame):
             rows, now = history_metrics(data, dataset_name), int(time.time() * 1000)
-            client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+            client = mlflow.MlflowClient()
             for start in range(0, len(rows), _MLFLOW_BATCH):
-                client.log_batch(run_id, metrics=[
+                client.log_batch(run.info.run_id, metrics=[
                     Metric(name, value, now, step)
                     for name, value, step in rows[start : start + _MLFLOW_BATCH]
                 ])  # fmt: skip

@@ -11,9 +11,16 @@ import pandas as pd
 import pytest
 import torch
 from kedro.io.core import Version
-from mlflow.tracking import MlflowClient
 
-from kedro_project import copy_project, latest, latest_json, mlflow_runs, run_kedro, versions
+from kedro_project import (
+    copy_project,
+    latest,
+    latest_json,
+    mlflow_client,
+    mlflow_runs,
+    run_kedro,
+    versions,
+)
 from layouts import make_voc
 from semples.clip.model import load_clip, save_clip_weights
 from semples.datasets import MaskSetDataset
@@ -87,7 +94,7 @@ def test_each_run_is_an_mlflow_run_with_params_metrics_histories_and_figures(pro
             cams["stages"][stage]["miou"])
     masks = latest_json(project, "data/08_reporting/pseudo_mask_metrics.json")
     assert metrics["pseudo_mask_metrics/miou"] == pytest.approx(masks["miou"])
-    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    client = mlflow_client(project)
     history = pd.read_csv(latest(project, "data/08_reporting/stage1_loss_history.csv"))
     logged = sorted(client.get_metric_history(run.info.run_id, "stage1_loss_history/total"),
                     key=lambda metric: metric.step)  # fmt: skip
