@@ -1,4 +1,4 @@
-"""Tests of semples.viz: figure structure, the mask montage and the VOC palette."""
+"""Tests of semples.viz: figure structure and the VOC palette."""
 
 import io
 
@@ -11,7 +11,6 @@ from semples.reporting import ReportSpec, ablation_table, comparison_table, per_
 from semples.viz import (
     cam_overlay_figure,
     loss_history_figure,
-    mask_montage,
     plot_ablation,
     plot_headline_across_runs,
     plot_per_class_latest_runs,
@@ -102,40 +101,6 @@ def test_voc_palette():
     assert colour == {0: (0, 0, 0), 1: (128, 0, 0), 15: (192, 128, 128), 255: (224, 224, 192)}
 
 
-def test_mask_montage_layout_and_colours():
-    palette = voc_palette()
-    big = np.full((4, 5, 3), 7, dtype=np.uint8)
-    small = np.full((2, 3), 9, dtype=np.uint8)  # grayscale
-    big_mask = np.zeros((4, 5), dtype=np.uint8)
-    big_mask[1, 2] = 15
-    big_mask[3, 4] = 255
-    small_mask = np.ones((2, 3), dtype=np.int64)
-    montage = mask_montage([big, small], [big_mask, small_mask], palette)
-    assert montage.shape == (8, 10, 3) and montage.dtype == np.uint8
-    np.testing.assert_array_equal(montage[:4, :5], big)
-    assert (montage[:2, 5:8] == 9).all() and (montage[2:4, 5:] == 0).all()  # padding is black
-    assert tuple(montage[4 + 1, 2]) == (192, 128, 128)
-    assert tuple(montage[4 + 3, 4]) == (224, 224, 192)
-    assert tuple(montage[4, 0]) == (0, 0, 0)
-    assert (montage[4:6, 5:8] == (128, 0, 0)).all()
-
-
-@pytest.mark.parametrize(
-    ("images", "masks", "palette", "message"),
-    [
-        ([np.zeros((2, 2, 3), np.uint8)], [], voc_palette(), "one mask per image"),
-        ([], [], voc_palette(), "at least one"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 2), int)], [0] * 3, "768 entries"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.zeros((2, 3), int)], voc_palette(), "mask shape"),
-        ([np.zeros((2, 2, 3))], [np.zeros((2, 2), int)], voc_palette(), "must be uint8"),
-        ([np.zeros((2, 2, 3), np.uint8)], [np.full((2, 2), 256)], voc_palette(), r"\[0, 255\]"),
-    ],
-)
-def test_mask_montage_errors(images, masks, palette, message):
-    with pytest.raises(ValueError, match=message):
-        mask_montage(images, masks, palette)
-
-
 def overlay_inputs():
     """Two 6 x 8 images: the first with two classes (cat 1, cow 3), the second with one."""
     images = [np.full((6, 8, 3), 50, np.uint8), np.full((6, 8, 3), 200, np.uint8)]
@@ -186,6 +151,9 @@ def test_cam_overlay_figure_without_masks():
         (lambda images, cams, masks: ([], [], None), "at least one"),
         (lambda images, cams, masks: ([i[:3] for i in images], cams, None), "CAM shape"),
         (lambda images, cams, masks: (images, cams, [m[:3] for m in masks]), "mask shape"),
+        (lambda images, cams, masks: ([i / 255 for i in images], cams, masks), "must be uint8"),
+        (lambda images, cams, masks: ([i[..., :2] for i in images], cams, None), "H x W x 3"),
+        (lambda images, cams, masks: (images, cams, [m + 300.0 for m in masks]), "integer"),
     ],
 )
 def test_cam_overlay_figure_errors(change, message):

@@ -1,4 +1,4 @@
-"""Plots of the run comparison and a label-mask montage for dataset previews.
+"""Plots of the run comparison, the CAM overlays and the loss curves.
 
 Figures are built as ``matplotlib.figure.Figure`` objects (rendered by the Agg backend when
 saved) and never through pyplot, so nothing registers global state or needs a display.
@@ -11,8 +11,6 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-
-_PALETTE_LENGTH = 256 * 3
 
 
 def _text_figure(message: str) -> Figure:
@@ -126,32 +124,6 @@ def _colourise(mask: np.ndarray, colours: np.ndarray) -> np.ndarray:
     if not np.issubdtype(mask.dtype, np.integer) or mask.min() < 0 or mask.max() > 255:
         raise ValueError("masks must hold integer labels in [0, 255]")
     return colours[mask]
-
-
-def mask_montage(
-    images: Sequence[np.ndarray], masks: Sequence[np.ndarray], palette: Sequence[int]
-) -> np.ndarray:
-    """uint8 RGB grid: one column per sample, its image above its colourised mask.
-
-    Cells are as large as the largest sample; smaller ones sit top-left on black. ``palette`` is
-    PIL's flat 768-int list, so the ignore label 255 takes the palette's entry 255.
-    """
-    if len(images) != len(masks) or not images:
-        raise ValueError(f"need one mask per image, at least one: {len(images)}, {len(masks)}")
-    if len(palette) != _PALETTE_LENGTH:
-        raise ValueError(f"palette must have {_PALETTE_LENGTH} entries, got {len(palette)}")
-    colours = np.asarray(palette, dtype=np.uint8).reshape(256, 3)
-    height = max(image.shape[0] for image in images)
-    width = max(image.shape[1] for image in images)
-    grid = np.zeros((2 * height, len(images) * width, 3), dtype=np.uint8)
-    for column, (image, mask) in enumerate(zip(images, masks)):
-        if image.shape[:2] != mask.shape:
-            raise ValueError(f"image shape {image.shape[:2]} != mask shape {mask.shape}")
-        h, w = mask.shape
-        left = column * width
-        grid[:h, left : left + w] = _as_rgb(image)
-        grid[height : height + h, left : left + w] = _colourise(mask, colours)
-    return grid
 
 
 def _check_overlay_inputs(

@@ -1,6 +1,7 @@
 """Tests of semples.clip.model: a frozen open_clip CLIP that lets gradients through to its inputs,
 loading from open_clip's checkpoint format, and clear errors for wrong weights."""
 
+import copy
 import logging
 
 import open_clip
@@ -10,6 +11,7 @@ import torch.nn.functional as F
 from tolerances import FP32_NETWORK
 
 from semples.clip import TOY_CLIP, FrozenClip, class_text_features, load_clip, save_clip_weights
+from semples.clip.model import encode_text_embeddings, eot_positions
 
 TEXTS = ["a photo of a boat.", "a photo of a cow on grass.", "sky"]
 
@@ -88,6 +90,33 @@ def test_encode_token_embeddings_of_real_words_equals_encode_text(clip):
 
     features.sum().backward()
     assert embeddings.grad.abs().sum() > 0
+
+
+def test_text_features_of_tokens_cut_after_the_longest_text_equal_encode_text(clip):
+    # CLIP pretraining encodes its captions this way: the padding after EOT is cut off.
+    model = clip.model
+    tokens = clip.tokenizer(TEXTS + ["a photo of a cow and a train and a car on grass and rails"])
+    cut = tokens[:, : int((tokens != 0).nonzero()[:, 1].max()) + 1]
+    assert cut.shape[1] < tokens.shape[1]
+    embeddings = model.token_embedding(cut)
+    features = encode_text_embeddings(model, embeddings, eot_positions(model, cut))
+    torch.testing.assert_close(features, model.encode_text(tokens), **FP32_NETWORK)
+
+
+@pytest.mark.parametrize("pool_type", ["argmax", "eos"])
+def test_eot_positions_find_the_eot_token(clip, pool_type):
+    model = copy.deepcopy(clip.model)
+    model.text_pool_type, model.text_eos_id = pool_type, clip.tokenizer.eot_token_id
+    tokens = clip.tokenizer(TEXTS)
+    positions = eot_positions(model, tokens)
+    assert (tokens[torch.arange(len(TEXTS)), positions] == clip.tokenizer.eot_token_id).all()
+
+
+def test_eot_positions_refuse_other_pool_types(clip):
+    model = copy.deepcopy(clip.model)
+    model.text_pool_type = "first"
+    with pytest.raises(TypeError, match="'first'"):
+        eot_positions(model, clip.tokenizer(TEXTS))
 
 
 def test_encode_token_embeddings_checks_shapes(clip):

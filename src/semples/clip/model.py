@@ -106,25 +106,47 @@ class FrozenClip(nn.Module):
             raise ValueError(
                 f"expected eot_positions [{embeddings.shape[0]}], got {tuple(eot_positions.shape)}"
             )
-        model = self.model
         with self._autocast(embeddings.device):
-            cast_dtype = model.transformer.get_cast_dtype()
-            x = embeddings.to(cast_dtype)
-            x = x + model.positional_embedding.to(cast_dtype)
-            x = model.transformer(x, attn_mask=model.attn_mask)
-            x = model.ln_final(x)
-            x = x[torch.arange(x.shape[0], device=x.device), eot_positions.to(x.device)]
-            if isinstance(model.text_projection, nn.Linear):
-                x = model.text_projection(x)
-            elif model.text_projection is not None:
-                x = x @ model.text_projection
-        return x.float()
+            features = encode_text_embeddings(self.model, embeddings, eot_positions)
+        return features.float()
 
     def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
         dtype = AMP_DTYPES[self.precision]
         if device.type != "cuda" or dtype is None:
             return contextlib.nullcontext()
         return torch.autocast("cuda", dtype=dtype)
+
+
+def encode_text_embeddings(model: nn.Module, embeddings: Tensor, eot_positions: Tensor) -> Tensor:
+    """CLIP's text features [N, D] of token embeddings [N, L, W], read at ``eot_positions``.
+
+    ``open_clip.model.CLIP.encode_text`` after its token lookup. ``L`` may be shorter than the
+    context length: the text transformer is causal and reads the feature at the EOT token, so
+    positions after it never reach the feature, and cutting them is exact (toy captions fill
+    about 20 of 77 positions, which makes CLIP pretraining's text side about 4x cheaper).
+    """
+    length = embeddings.shape[1]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = embeddings.to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = x[torch.arange(x.shape[0], device=x.device), eot_positions.to(x.device)]
+    if isinstance(model.text_projection, nn.Linear):
+        return model.text_projection(x)
+    return x if model.text_projection is None else x @ model.text_projection
+
+
+def eot_positions(model: nn.Module, tokens: Tensor) -> Tensor:
+    """Where ``model`` pools each row of ``tokens`` [N, L]: its EOT token (pool types
+    ``argmax``, whose EOT id is the largest, and ``eos``)."""
+    if model.text_pool_type == "argmax":
+        return tokens.argmax(dim=-1)
+    if model.text_pool_type == "eos":
+        return (tokens == model.text_eos_id).int().argmax(dim=-1)
+    raise TypeError(
+        f"text pool type {model.text_pool_type!r} is not supported; the feature is read at the "
+        f"EOT token (pool types {_EOT_POOL_TYPES})"
+    )
 
 
 def load_clip(
