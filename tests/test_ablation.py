@@ -100,7 +100,7 @@ def test_ablation_end_to_end_on_the_test_world(tmp_path):
         json.loads(saved(project, "data/08_reporting/cam_metrics.json", v).read_text())
         for v in versions(project, "data/08_reporting/cam_metrics.json")
     ]
-    assert [r["params"]["loss_ablation"] for r in reports] == ["none", "match_only"]
+    assert [r["params"]["train"]["loss_ablation"] for r in reports] == ["none", "match_only"]
     alone, match_only = (r["stages"] for r in reports)
     assert [s["skipped"] for s in alone.values()] == [False, True, True]
     assert alone["stage1"]["miou"] == alone["stage3"]["miou"] == alone["initial"]["miou"]
@@ -110,8 +110,10 @@ def test_ablation_end_to_end_on_the_test_world(tmp_path):
 
     ablation = pd.read_csv(latest(project, "data/08_reporting/ablation_table.csv"))
     cam = ablation[ablation["report"] == "cam_metrics"]
-    assert cam["configuration"].tolist() == ["loss_ablation=none", "loss_ablation=match_only"]
+    assert cam["configuration"].tolist() == [
+        "train.loss_ablation=none", "train.loss_ablation=match_only",
+    ]  # fmt: skip
     assert cam["n"].tolist() == [1, 1] and cam["seeds"].tolist() == ["[0]", "[0]"]
     assert cam["stage1_miou_mean"].notna().all() and cam["context_leak_mean"].notna().all()
     assert len(versions(project, "data/08_reporting/ablation.png")) == 1
-    assert "| cam_metrics | loss_ablation=none |" in result.stdout
+    assert "| cam_metrics | train.loss_ablation=none |" in result.stdout

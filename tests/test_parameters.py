@@ -2,13 +2,20 @@
 named with its dotted key, its value and the reason, before any node runs."""
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
 from kedro.config import OmegaConfigLoader
 
 from kedro_project import copy_project, mlflow_runs, run_kedro
-from semples.parameters import ParameterError, validate_parameters
+from semples.parameters import (
+    ParameterError,
+    PseudoLabels,
+    parse_section,
+    report_params,
+    validate_parameters,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,6 +31,17 @@ def parameters(env: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def base() -> dict:
     return parameters()
+
+
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Dotted key -> leaf, as kedro-mlflow flattens parameters (empty dicts leave no key)."""
+    leaves = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves.update(flatten(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
 
 
 def changed(params: dict, dotted: str, value) -> dict:
@@ -172,6 +190,26 @@ def test_every_problem_is_listed_and_other_sections_can_be_skipped(base):
     lines = str(error.value).splitlines()
     assert lines[0] == "invalid parameters:" and len(lines) == 3
     validate_parameters(params, sections={"ingestion", "reporting"})
+
+
+def test_a_section_parses_into_its_typed_config_with_defaults(base):
+    section = copy.deepcopy(base["pseudo_labels"])
+    del section["device"]
+    config = parse_section("pseudo_labels", section)
+    assert isinstance(config, PseudoLabels) and config.device == "auto"
+    assert config.train.common.lambda_b == section["train"]["common"]["lambda_b"]
+    with pytest.raises(ParameterError, match=r"pseudo_labels\.train\.max_step: unknown key"):
+        parse_section("pseudo_labels", changed(section, "train.max_step", 1))
+
+
+@pytest.mark.parametrize("section", ["pseudo_labels", "segmentation"])
+def test_report_params_are_the_whole_section_as_json(base, section):
+    params = report_params(section, base[section])
+    assert json.loads(json.dumps(params)) == params
+    reported, configured = flatten(params), flatten(base[section])
+    # Every configured leaf under the same dotted key (the MLflow key without "<section>."),
+    # with the same value; defaults the YAML leaves out are reported as well.
+    assert {key: reported.get(key) for key in configured} == configured
 
 
 def test_a_typo_stops_kedro_run_before_any_node(tmp_path):

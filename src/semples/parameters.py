@@ -319,6 +319,10 @@ SCHEMAS: dict[str, type[Strict]] = {
 class ParameterError(ValueError):
     """Parameters that do not fit the schema; the message lists every problem, one a line."""
 
+    @classmethod
+    def listing(cls, problems: list[str]) -> ParameterError:
+        return cls("invalid parameters:\n  " + "\n  ".join(problems))
+
 
 def validate_parameters(parameters: Mapping[str, Any], sections: set[str] | None = None) -> None:
     """Check each schema'd top-level section of ``parameters`` (those in ``sections`` if given);
@@ -330,9 +334,30 @@ def validate_parameters(parameters: Mapping[str, Any], sections: set[str] | None
         try:
             schema.model_validate(parameters[section])
         except ValidationError as error:
-            problems += [_describe(section, schema, item) for item in error.errors()]
+            problems += _described(section, schema, error)
     if problems:
-        raise ParameterError("invalid parameters:\n  " + "\n  ".join(problems))
+        raise ParameterError.listing(problems)
+
+
+def parse_section(section: str, values: Mapping[str, Any]) -> Strict:
+    """``values`` (one top-level section of Kedro's parameters) as its typed config, defaults
+    filled in; a ``ParameterError`` naming every problem otherwise."""
+    schema = SCHEMAS[section]
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        raise ParameterError.listing(_described(section, schema, error)) from None
+
+
+def report_params(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters a report of ``section`` carries: the whole section as its schema reads it,
+    JSON-ready. Flattened, a key is the MLflow parameter's key without ``<section>.``
+    (``train.common.lambda_b`` is ``pseudo_labels.train.common.lambda_b`` there)."""
+    return parse_section(section, values).model_dump(mode="json")
+
+
+def _described(section: str, schema: type[BaseModel], error: ValidationError) -> list[str]:
+    return [_describe(section, schema, item) for item in error.errors()]
 
 
 def _describe(section: str, schema: type[BaseModel], item: Mapping[str, Any]) -> str:

@@ -1,10 +1,18 @@
-"""mIoU through MMSegmentation's IoUMetric, per class by name."""
+"""mIoU through MMSegmentation's IoUMetric, per class by name, and the segmentation report."""
+
+import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 from semples.metrics import evaluate_label_maps
-from semples.segmentation.evaluation import iou_metric_report
+from semples.parameters import report_params
+from semples.segmentation.evaluation import iou_metric_report, segmentation_report
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 NAMES = ["background", "cat", "dog", "bird"]
 
@@ -40,3 +48,26 @@ def test_missing_predictions_and_size_mismatches_name_the_image():
         iou_metric_report(_loaders({"a": np.zeros((2, 2))}), truth, NAMES)
     with pytest.raises(ValueError, match="image 'a'.*differ in size"):
         iou_metric_report(_loaders({"a": np.zeros((2, 3)), "b": np.zeros((2, 2))}), truth, NAMES)
+
+
+def test_segmentation_report_scores_the_pseudo_masks_where_they_exist():
+    params = yaml.safe_load((CONF / "base/parameters_segmentation.yml").read_text())["segmentation"]
+    params["backbone_weights"] = None  # the runtime parameter, unset
+    truth = {"a": np.array([[0, 1], [2, 0]], np.uint8), "b": np.array([[1, 1], [0, 0]], np.uint8)}
+    predictions = {"a": truth["a"], "b": np.zeros((2, 2), np.uint8)}
+    pseudo = {"a": np.array([[0, 1], [0, 0]], np.uint8)}  # none for "b"
+    history = pd.DataFrame({"val_miou": [None, 0.25, None, 0.5, None]})
+    deeplab = {"pseudo_masks_version": "v1", "iterations": 7}
+    report = segmentation_report(
+        _loaders(predictions), _loaders(pseudo), deeplab, history, _loaders(truth), NAMES, params
+    )
+    alone = iou_metric_report(_loaders(predictions), _loaders(truth), NAMES)
+    assert {key: report[key] for key in alone} == alone
+    expected_pseudo = iou_metric_report(_loaders(pseudo), _loaders({"a": truth["a"]}), NAMES)
+    assert (
+        report["pseudo_mask_miou"] == expected_pseudo["miou"] and report["pseudo_mask_images"] == 1
+    )
+    assert report["single_scale_miou"] == 0.5 and report["iterations"] == 7
+    assert report["pseudo_masks_version"] == "v1" and report["split"] == params["val_split"]
+    assert report["params"] == report_params("segmentation", params)
+    json.dumps(report)

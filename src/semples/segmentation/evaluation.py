@@ -1,4 +1,4 @@
-"""mIoU of saved label maps with MMSegmentation's ``IoUMetric``.
+"""mIoU of saved label maps with MMSegmentation's ``IoUMetric``, and the segmentation report.
 
 The metric accumulates per-image areas as in MMSegmentation's own validation; its summary holds
 only the mean, so per-class IoU (by class name) comes from the same accumulated areas.
@@ -7,12 +7,15 @@ only the mean, so per-class IoU (by class name) comes from the same accumulated 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from mmseg.evaluation import IoUMetric
 
 from semples.metrics import json_float, nanmean
+from semples.parameters import report_params
 
 LabelLoaders = Mapping[str, Callable[[], np.ndarray]]
 
@@ -51,3 +54,33 @@ def iou_metric_report(
         "pixel_accuracy": json_float(float(scores["aAcc"])),
         "num_images": len(ground_truth),
     }
+
+
+def segmentation_report(
+    predictions: LabelLoaders,
+    pseudo_masks: LabelLoaders,
+    deeplab: Mapping[str, Any],
+    history: pd.DataFrame,
+    ground_truth: LabelLoaders,
+    class_names: Sequence[str],
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The segmentation report (``segmentation_metrics.json``): the predictions over
+    ``ground_truth`` (``class_names`` with background first), the pseudo masks DeepLab trained on
+    scored on the same images where they exist, the last single-scale validation mIoU of
+    ``history``, and the run's parameters (the ``segmentation`` section)."""
+    report = iou_metric_report(predictions, ground_truth, class_names)
+    validated = history["val_miou"].dropna() if "val_miou" in history else pd.Series(dtype=float)
+    covered = {i: load for i, load in ground_truth.items() if i in pseudo_masks}
+    pseudo = iou_metric_report(pseudo_masks, covered, class_names) if covered else {}
+    report.update(
+        split=params["val_split"],
+        test=dict(params["test"]),
+        single_scale_miou=float(validated.iloc[-1]) if len(validated) else None,
+        pseudo_mask_miou=pseudo.get("miou"),
+        pseudo_mask_images=len(covered),
+        pseudo_masks_version=deeplab["pseudo_masks_version"],
+        iterations=deeplab["iterations"],
+        params=report_params("segmentation", params),
+    )
+    return report

@@ -145,24 +145,6 @@ def stage3_initial_state(stage1: Mapping[str, dict], init: str) -> dict:
     return stage1["initial_generator" if init == "stage1_initial" else "generator"]
 
 
-def report_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The key parameters a CAM report carries, so runs can be told apart when compared."""
-    train = params["train"]
-    return {
-        "seed": params["seed"],
-        "clip": params["clip"]["name"],
-        "generator": params["generator"]["arch"],
-        "cam_pretraining": params["generator"].get("cam_pretraining"),
-        "background_prompts": params["background_prompts"],
-        "loss_ablation": train["loss_ablation"],
-        "stage3_init": train["stage3_init"],
-        "max_steps": train.get("max_steps"),
-        "common": dict(train["common"]),
-        **{f"stage{n}": dict(train[f"stage{n}"]) for n in (1, 2, 3)},
-        "cams": dict(params["cams"]),
-    }
-
-
 def training_dataset(image_index: pd.DataFrame, params: Mapping[str, Any]) -> LabelledImages:
     """The training splits with the configured augmentation."""
     train = params["train"]

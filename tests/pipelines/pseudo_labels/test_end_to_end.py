@@ -3,6 +3,9 @@ VOC-layout folder with an open_clip ViT-B/32 weights file."""
 
 from __future__ import annotations
 
+import ast
+import functools
+import operator
 import re
 from pathlib import Path
 
@@ -77,6 +80,14 @@ def test_a_run_logged_to_a_file_shows_the_progress_of_every_long_node(project):
         assert re.search(finished, log), line
 
 
+def as_logged(text: str):
+    """A parameter's value from MLflow's string of it (``str`` of the YAML value)."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def test_each_run_is_an_mlflow_run_with_params_metrics_histories_and_figures(project):
     runs = mlflow_runs(project)
     assert [run.info.run_name for run in runs] == ["pseudo_labels seed 0", "pseudo_labels seed 1"]
@@ -85,6 +96,13 @@ def test_each_run_is_an_mlflow_run_with_params_metrics_histories_and_figures(pro
     assert run.data.params["pseudo_labels.train.common.lambda_b"] == "1.0"
     metrics = run.data.metrics
     cams = latest_json(project, "data/08_reporting/cam_metrics.json")
+    # The report's params are the section's: each MLflow parameter under the same dotted key.
+    logged = {k.removeprefix("pseudo_labels."): v for k, v in run.data.params.items()
+              if k.startswith("pseudo_labels.")}  # fmt: skip
+    assert len(logged) > 50
+    for key, value in logged.items():
+        reported = functools.reduce(operator.getitem, key.split("."), cams["params"])
+        assert reported == as_logged(value), key  # 3.0 == 3: the schema reads `3` as a float
     assert metrics["cam_metrics/miou"] == pytest.approx(cams["miou"])
     assert metrics["cam_metrics/iou/sheep"] == pytest.approx(cams["per_class_iou"]["sheep"])
     assert metrics["cam_metrics/context_leak/overall"] == pytest.approx(
@@ -117,7 +135,7 @@ def test_cam_report_and_cam_set(project):
         "car",
         "sheep",
     }
-    assert report["params"]["seed"] == 1 and report["params"]["max_steps"] == 2
+    assert report["params"]["seed"] == 1 and report["params"]["train"]["max_steps"] == 2
     assert report["params"]["dataset"] == "toy"
     assert 0.0 <= report["context_leak"]["overall"] <= 1.0
     assert list(report["stages"]) == ["initial", "stage1", "stage3"]
@@ -209,7 +227,8 @@ def test_voc_layout_from_a_clip_weights_file_to_deeplab(project, tmp_path):
     report = latest_json(project, "data/08_reporting/cam_metrics.json")
     assert report["split"] == "train" and report["num_images"] == 2
     assert report["context_leak"] is None and report["stages"]["stage1"]["context_leak"] is None
-    assert report["params"]["clip"] == "ViT-B-32" and report["params"]["generator"] == "resnet50"
+    assert report["params"]["clip"]["name"] == "ViT-B-32"
+    assert report["params"]["generator"]["arch"] == "resnet50"
     assert len(report["per_class_iou"]) == 21
     cams = MaskSetDataset(
         path=str(project / "data/07_model_output/cams"), version=Version(None, None)

@@ -9,13 +9,11 @@ import pandas as pd
 
 from semples.cams import gt_mask_loaders
 from semples.segmentation import jobs
-from semples.segmentation.evaluation import iou_metric_report
+from semples.segmentation.evaluation import segmentation_report
 from semples.segmentation.predict import build_segmentor, prediction_jobs
 from semples.training.stages import resolve_device
 
 logger = logging.getLogger(__name__)
-
-REPORTED_PARAMS = ("config", "seed", "train_splits", "max_images", "backbone_weights", "train")
 
 
 def _class_names(classes: dict) -> list[str]:
@@ -59,24 +57,10 @@ def evaluate_segmentation(
     classes: dict,
     params: dict[str, Any],
 ) -> dict[str, Any]:
-    names = _class_names(classes)
     rows = _val_rows(image_index, params)
-    rows = rows[rows["mask_path"].notna()]
-    gt = gt_mask_loaders(rows, len(classes["class_names"]))
-    report = iou_metric_report(predictions, gt, names)
-    validated = history["val_miou"].dropna() if "val_miou" in history else pd.Series(dtype=float)
-    covered = [i for i in gt if i in pseudo_masks]
-    pseudo = iou_metric_report(pseudo_masks, {i: gt[i] for i in covered}, names) if covered else {}
-    report.update(
-        split=params["val_split"],
-        test=dict(params["test"]),
-        single_scale_miou=float(validated.iloc[-1]) if len(validated) else None,
-        pseudo_mask_miou=pseudo.get("miou"),
-        pseudo_mask_images=len(covered),
-        pseudo_masks_version=deeplab["pseudo_masks_version"],
-        iterations=deeplab["iterations"],
-        params={key: params[key] for key in REPORTED_PARAMS},
-    )
+    gt = gt_mask_loaders(rows[rows["mask_path"].notna()], len(classes["class_names"]))
+    names = _class_names(classes)
+    report = segmentation_report(predictions, pseudo_masks, deeplab, history, gt, names, params)
     logger.info("DeepLabV2 mIoU on %s: %.4f (single scale %s); its pseudo masks on the same "
                 "images: %s", report["split"], report["miou"], report["single_scale_miou"],
                 report["pseudo_mask_miou"])  # fmt: skip
