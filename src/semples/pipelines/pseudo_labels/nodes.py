@@ -155,17 +155,3 @@ def make_pseudo_masks(
     rows = cams.labelled_rows(image_index, params["cams"]["splits"])
     options = {key: settings[key] for key in ("cam_threshold", "walk", "crf")}
     return jobs.pseudo_mask_jobs(cam_set, rows, settings["refine"], options, model, device)
-
-
-def evaluate_pseudo_masks(
-    mask_set,
-    cam_set,
-    ir_label_set,
-    irnet: dict,
-    image_index: pd.DataFrame,
-    classes: dict,
-    params: dict[str, Any],
-) -> dict[str, Any]:
-    return evaluation.pseudo_mask_report(
-        mask_set, cam_set, ir_label_set, irnet, image_index, classes, params
-    )

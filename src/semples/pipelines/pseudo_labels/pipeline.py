@@ -3,6 +3,7 @@ SemPLES stages 1, 2, 3 -> CAMs -> CAM report -> IR labels -> IRNet -> pseudo mas
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from semples import evaluation
 from semples.pipelines.pseudo_labels import nodes
 
 COMMON = ["image_index", "dataset_classes", "clip_weights"]
@@ -91,7 +92,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="make_pseudo_masks",
             ),
             node(
-                nodes.evaluate_pseudo_masks,
+                evaluation.pseudo_mask_report,
                 inputs=[
                     "pseudo_masks",
                     "cams",
