@@ -7,7 +7,7 @@ image, and on the training masks of the run's initial, stage-1 and stage-3 gener
 objective is not lowest near the ground truth, no optimiser can make the stages help.
 
     python benchmarks/objective_preferences.py [--scenes 150] [--lambda-b 1] [--area 3] \
-        [--lam 2] [--class-name cow]
+        [--lam 2] [--class-name cow] [--on-context yes|no]
 
 Reads the latest versions of the run's artefacts under data/ (run `kedro run
 --pipeline=pseudo_labels` first); prints a Markdown table.
@@ -60,6 +60,10 @@ def main() -> None:
     parser.add_argument("--area", type=float, default=None)
     parser.add_argument("--lam", type=float, default=None)
     parser.add_argument("--class-name", default=None, help="score only this class's pairs")
+    parser.add_argument(
+        "--on-context", choices=["yes", "no"], default=None,
+        help="score only the pairs whose object stands on its context (yes) or not (no)",
+    )  # fmt: skip
     args = parser.parse_args()
 
     params = yaml.safe_load((ROOT / "conf/base/parameters_pseudo_labels.yml").read_text())
@@ -83,6 +87,9 @@ def main() -> None:
         context = getattr(scene, "context", None)
         for k in scene.labels:
             if args.class_name is not None and names[k] != args.class_name:
+                continue
+            on_context = context is not None and bool((context == k + 1).any())
+            if args.on_context is not None and on_context != (args.on_context == "yes"):
                 continue
             pairs.append(Pair(
                 image=to_tensor(scene.image), class_index=k, object_mask=scene.mask == k + 1,
