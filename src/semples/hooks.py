@@ -16,7 +16,7 @@ from kedro.io import DataCatalog
 from kedro.pipeline import Pipeline
 from mlflow.entities import Metric
 
-from semples.parameters import ParameterError, validate_parameters
+from semples.parameters import validate_parameters
 from semples.tracking import history_metrics, report_metrics
 
 # MlflowClient.log_batch takes at most this many metrics per call.
@@ -34,18 +34,15 @@ def _parameter_sections(pipeline: Pipeline) -> set[str]:
 
 class ParameterValidation:
     """Validate the parameter sections a pipeline reads against ``semples.parameters``, so that
-    a typo or a bad value fails in a second with its name, not after an hour of training."""
+    a typo or a bad value fails in a second with its name, not after an hour of training. It
+    runs before every other ``before_pipeline_run`` (``tryfirst``), so a run with bad parameters
+    opens no MLflow run."""
 
-    @hook_impl
+    @hook_impl(tryfirst=True)
     def before_pipeline_run(self, pipeline: Pipeline, catalog: DataCatalog) -> None:
         every_section = "parameters" in pipeline.inputs()
         sections = None if every_section else _parameter_sections(pipeline)
-        try:
-            validate_parameters(catalog.load("parameters"), sections)
-        except ParameterError:
-            if mlflow.active_run() is not None:  # kedro-mlflow's hook started it just before
-                mlflow.end_run("FAILED")
-            raise
+        validate_parameters(catalog.load("parameters"), sections)
 
 
 class MlflowCopies:
