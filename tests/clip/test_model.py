@@ -3,6 +3,7 @@ loading from open_clip's checkpoint format, and clear errors for wrong weights."
 
 import copy
 import logging
+import os
 
 import open_clip
 import pytest
@@ -11,7 +12,7 @@ import torch.nn.functional as F
 from tolerances import FP32_NETWORK
 
 from semples.clip import TOY_CLIP, FrozenClip, class_text_features, load_clip, save_clip_weights
-from semples.clip.model import encode_text_embeddings, eot_positions
+from semples.clip.model import check_clip_weights, encode_text_embeddings, eot_positions
 
 TEXTS = ["a photo of a boat.", "a photo of a cow on grass.", "sky"]
 
@@ -124,6 +125,30 @@ def test_encode_token_embeddings_checks_shapes(clip):
         clip.encode_token_embeddings(torch.zeros(2, 10, 128), torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="eot_positions"):
         clip.encode_token_embeddings(torch.zeros(2, 77, 128), torch.zeros(3, dtype=torch.long))
+
+
+def test_a_weights_file_is_checked_once_per_version(clip, tmp_path, monkeypatch):
+    # The schema checks clip.weights before the run and again for each report's parameters.
+    from semples.clip import model as clip_model
+
+    reads = []
+    read_weights = clip_model._read_weights
+    monkeypatch.setattr(clip_model, "_read_weights", lambda path: reads.append(path) or
+                        read_weights(path))  # fmt: skip
+    path = tmp_path / "toy.pt"
+    save_clip_weights(clip, path)
+    check_clip_weights(TOY_CLIP, path)
+    check_clip_weights(TOY_CLIP, str(path))
+    assert len(reads) == 1
+    state = torch.load(path, weights_only=True)
+    state[next(iter(state))] = torch.zeros(3, 1)
+    torch.save(state, path)
+    os.utime(path, ns=(0, path.stat().st_mtime_ns + 10**9))  # a new version, even on coarse clocks
+    with pytest.raises(ValueError, match="does not hold weights of CLIP"):
+        check_clip_weights(TOY_CLIP, path)
+    with pytest.raises(ValueError, match="does not hold weights of CLIP"):
+        check_clip_weights(TOY_CLIP, path)  # a failure is not remembered
+    assert len(reads) == 3
 
 
 def test_saved_weights_load_back_to_identical_features(clip, tmp_path):

@@ -4,6 +4,7 @@ mask generator, learned context vectors flow back to the prompts; CLIP's own wei
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import pickle
 from collections.abc import Mapping, Sequence
@@ -181,10 +182,29 @@ def load_clip(
 
 def check_clip_weights(name: str, weights: str | Path) -> None:
     """Raise (naming the file and the architecture) unless ``weights`` is a state dict that
-    fits open_clip's ``name``: the check a run makes before training, not an hour into it."""
+    fits open_clip's ``name``: the check a run makes before training, not an hour into it.
+
+    A file that passed is not read again while its size and modification time stay the same:
+    the parameter schema runs this check before the run and again for each report's parameters.
+    """
+    path = Path(weights)
+    if not path.is_file():
+        _check_clip_file(name, str(weights))  # raises, naming the missing file
+    else:
+        stat = path.stat()
+        _check_clip_file_once(name, str(weights), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _check_clip_file_once(name: str, weights: str, size: int, mtime_ns: int) -> None:
+    """:func:`_check_clip_file`, remembered per file version (a failure is not remembered)."""
+    _check_clip_file(name, weights)
+
+
+def _check_clip_file(name: str, weights: str) -> None:
     if name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model {name!r}")
-    _fitting_state(open_clip.create_model(name), name, _read_weights(Path(weights)), str(weights))
+    _fitting_state(open_clip.create_model(name), name, _read_weights(Path(weights)), weights)
 
 
 def save_clip_weights(model: nn.Module, path: str | Path) -> None:
