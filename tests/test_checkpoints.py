@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from semples.checkpoints import fingerprint, load_state, save_atomic
+from semples.checkpoints import fingerprint, load_state, save_atomic, scratch_checkpoint
 
 
 def test_the_fingerprint_follows_the_content_not_the_key_order():
@@ -27,3 +27,13 @@ def test_a_damaged_checkpoint_names_its_file(tmp_path, damage):
     path.write_bytes(damaged[damage])
     with pytest.raises(ValueError, match=rf"{path} is not a readable checkpoint"):
         load_state(path)
+
+
+def test_scratch_checkpoints_are_named_by_everything_that_defines_the_run(tmp_path):
+    one = scratch_checkpoint(tmp_path, "stage1", config={"lr": 1e-3}, images=["a"])
+    assert one.parent == tmp_path and one.name.startswith("stage1-") and one.suffix == ".pt"
+    assert one == scratch_checkpoint(str(tmp_path), "stage1", config={"lr": 1e-3}, images=["a"])
+    assert one != scratch_checkpoint(tmp_path, "stage1", config={"lr": 1e-3}, images=["b"])
+    assert one != scratch_checkpoint(tmp_path, "stage1", config={"lr": 2e-3}, images=["a"])
+    assert one != scratch_checkpoint(tmp_path, "stage3", config={"lr": 1e-3}, images=["a"])
+    assert scratch_checkpoint(None, "stage1", config={}) is None

@@ -107,7 +107,7 @@ def test_a_kill_during_training_resumes_to_the_uninterrupted_result(tmp_path):
 
     checkpoint.write_bytes(intact)
     rerun = run_kedro(killed, *args)
-    assert "Stage 1 resumes after epoch 1" in " ".join((rerun.stdout + rerun.stderr).split())
+    assert "stage 1 resumes after epoch 1" in " ".join((rerun.stdout + rerun.stderr).split())
     # Each run's record says what became of it: killed, failed on the damaged file, finished.
     records = RunRecordsDataset(path=str(killed / RECORDS)).load()
     assert [run_status(records[run]) for run in sorted(records)] == [

@@ -49,3 +49,10 @@ def fingerprint(payload: Any) -> str:
     the checkpoint it resumes from: a changed run never resumes another's."""
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def scratch_checkpoint(folder: str | Path | None, name: str, **run: Any) -> Path | None:
+    """Where a run's epoch checkpoint goes: ``folder/<name>-<fingerprint of run>.pt``, so a
+    changed run (config, data, initial weights) never resumes another's; None without a
+    folder (no checkpoints)."""
+    return None if folder is None else Path(folder) / f"{name}-{fingerprint(run)}.pt"

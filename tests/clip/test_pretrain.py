@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import open_clip
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -77,11 +78,39 @@ def test_history_rows_and_lazy_images(pairs, tokenizer):
     loaders = [lambda image=image: image for image in images]
     config = dataclasses.replace(QUIET, epochs=3, max_steps=5)
     history = pretrain_clip(_model(), tokenizer, loaders, captions, config, progress=False)
-    assert list(history.columns) == ["step", "epoch", "loss", "lr", "logit_scale"]
-    assert history["step"].tolist() == list(range(5))
+    assert list(history.columns) == ["epoch", "step", "lr", "loss", "logit_scale"]
+    assert history["step"].tolist() == list(range(1, 6))
     assert history["epoch"].tolist() == [0, 0, 1, 1, 2]
     assert history["lr"].iloc[0] == pytest.approx(QUIET.lr / 2)
     assert (history["logit_scale"] <= 100.0 + 1e-4).all()
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(
+    pairs, tokenizer, tmp_path, monkeypatch
+):
+    """Order, augmentation and full stops come from one generator: the checkpoint keeps it."""
+    config = dataclasses.replace(QUIET, epochs=3, dim_prob=0.5, occlusion_prob=0.5)
+    uninterrupted = _model()
+    full = pretrain_clip(uninterrupted, tokenizer, *pairs, config, progress=False)
+
+    calls = []
+
+    def killed_in_the_second_epoch(*args):  # 32 pairs in batches of 16: 2 steps per epoch
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return augment_batch(*args)
+
+    checkpoint = tmp_path / "clip.pt"
+    with monkeypatch.context() as patch:
+        patch.setattr("semples.clip.pretrain.augment_batch", killed_in_the_second_epoch)
+        with pytest.raises(KeyboardInterrupt):
+            pretrain_clip(_model(), tokenizer, *pairs, config, False, checkpoint)
+    assert checkpoint.is_file()
+    resumed = _model(seed=1)
+    history = pretrain_clip(resumed, tokenizer, *pairs, config, False, checkpoint)
+    pd.testing.assert_frame_equal(history, full)
+    assert all(torch.equal(a, b) for a, b in zip(resumed.parameters(), uninterrupted.parameters()))
 
 
 def test_loss_decreases(pairs, tokenizer):

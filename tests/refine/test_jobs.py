@@ -1,5 +1,7 @@
 """Per-image jobs over a CAM set: lazy, named errors, IRNet config from parameters."""
 
+from functools import partial
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -69,7 +71,7 @@ def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path, image_s
         "train": {"max_steps": 2, "checkpoint_dir": str(tmp_path / "resume")},
         "pseudo_masks": {"irnet": settings},
     }
-    state, history = fit_irnet(labels, rows, params, torch.device("cpu"), progress=False)
+    state, history = fit_irnet(labels, rows, params, torch.device("cpu"))
     assert len(history) == 2 and np.isfinite(history["total"]).all()
     assert not any((tmp_path / "resume").glob("*.pt"))  # the epoch checkpoint is removed
     model = trained_irnet(params["pseudo_masks"]["irnet"], state, torch.device("cpu"))
@@ -80,7 +82,24 @@ def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path, image_s
     edge = walk_jobs(cams, rows, {}, model)["img0"]()["edge"]
     assert edge.shape == (32 // model.stride,) * 2
     with pytest.raises(ValueError, match="no IR labels for the images"):
-        fit_irnet({}, rows, params, torch.device("cpu"), progress=False)
+        fit_irnet({}, rows, params, torch.device("cpu"))
+
+
+def test_fit_irnet_in_two_ddp_processes(scene, tmp_path):
+    rows, cams = scene
+    jobs = ir_label_jobs(cams, rows, {"fg_threshold": 0.3, "bg_threshold": 0.05}, {})
+    labels = {key: partial(np.copy, job()) for key, job in jobs.items()}  # picklable loaders
+    params = {
+        "seed": 0,
+        "train": {"max_steps": None, "checkpoint_dir": str(tmp_path), "processes": 2},
+        "pseudo_masks": {"irnet": {"backbone": "small", "batch_size": 1, "epochs": 2,
+                                   "crop_size": None}},
+    }  # fmt: skip
+    state, history = fit_irnet(labels, rows, params, torch.device("cpu"))
+    # 2 images dealt to 2 processes, batch 1: one synchronised step per epoch.
+    assert history["step"].tolist() == [1, 2] and np.isfinite(history["total"]).all()
+    assert trained_irnet(params["pseudo_masks"]["irnet"], state, torch.device("cpu"))
+    assert not list(tmp_path.glob("*.pt"))
 
 
 def test_walk_jobs_give_the_scores_and_edge_map_that_irn_thresholds(scene):

@@ -1,5 +1,6 @@
 """CAM-classifier training: multi-label BCE on pooled class maps, seeded, stoppable."""
 
+import pandas as pd
 import pytest
 import torch
 
@@ -14,16 +15,21 @@ from semples.training.cam_classifier import (
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> LabelledImages:
-    index = make_toy_index(tmp_path_factory.mktemp("toy"), num_train=8, num_val=0)
+def index(tmp_path_factory) -> pd.DataFrame:
+    return make_toy_index(tmp_path_factory.mktemp("toy"), num_train=8, num_val=0)
+
+
+@pytest.fixture(scope="module")
+def dataset(index) -> LabelledImages:
     return LabelledImages(index, "train", seed=0)
 
 
-def _train(dataset, **overrides):
-    torch.manual_seed(0)
+def _train(dataset, checkpoint=None, init_seed=0, **overrides):
+    torch.manual_seed(init_seed)
     generator = build_mask_generator("small_fcn", 6)
     config = CamClassifierConfig(**{"epochs": 4, "batch_size": 4, "lr": 3e-3, **overrides})
-    history = train_cam_classifier(generator, dataset, config, progress=False)
+    history = train_cam_classifier(generator, dataset, config, progress=False,
+                                   checkpoint_path=checkpoint)  # fmt: skip
     return generator, history
 
 
@@ -41,6 +47,25 @@ def test_training_lowers_the_loss_and_is_deterministic(dataset):
     again, _ = _train(dataset)
     for name, value in generator.state_dict().items():
         assert torch.equal(value, again.state_dict()[name]), name
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_result(index, dataset, tmp_path):
+    uninterrupted, full = _train(dataset)
+
+    class KilledInEpoch2(LabelledImages):
+        def set_epoch(self, epoch: int) -> None:
+            if epoch == 2:
+                raise KeyboardInterrupt
+            super().set_epoch(epoch)
+
+    killed = KilledInEpoch2(index, "train", seed=0)
+    checkpoint = tmp_path / "cam.pt"
+    with pytest.raises(KeyboardInterrupt):
+        _train(killed, checkpoint)
+    resumed, history = _train(dataset, checkpoint, init_seed=1)
+    pd.testing.assert_frame_equal(history, full)
+    for name, value in uninterrupted.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[name]), name
 
 
 def test_max_steps_caps_training(dataset):
@@ -64,5 +89,7 @@ def test_nan_loss_is_reported(dataset, monkeypatch):
         "semples.training.cam_classifier.classification_logits",
         lambda maps: torch.full(maps.shape[:2], float("nan")),
     )
-    with pytest.raises(FloatingPointError, match="CAM classifier loss became nan at step 1"):
+    with pytest.raises(
+        FloatingPointError, match=r"CAM classifier: non-finite loss at step 1 \(bce=nan\)"
+    ):
         _train(dataset)

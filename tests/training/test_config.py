@@ -52,13 +52,6 @@ def test_unknown_ablation_is_named():
         stage_config(1, {"loss_ablation": "nope"}, {})
 
 
-def test_fingerprint_changes_with_config_and_context():
-    config = StageConfig(stage=1)
-    assert config.fingerprint(images=["a"]) == StageConfig(stage=1).fingerprint(images=["a"])
-    assert config.fingerprint(images=["a"]) != config.fingerprint(images=["b"])
-    assert config.fingerprint() != StageConfig(stage=1, seed=1).fingerprint()
-
-
 def test_budget_config_takes_the_run_seed_and_cap_unless_the_cap_is_unset():
     from semples.training.cam_classifier import CamClassifierConfig
     from semples.training.config import budget_config

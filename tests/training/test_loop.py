@@ -12,7 +12,7 @@ from semples.data.images import LabelledImages
 from semples.data.toy_world import TOY_CLASSES
 from semples.models import build_mask_generator
 from semples.training.config import StageConfig
-from semples.training.loop import StageModels, epoch_order, train_stage
+from semples.training.loop import StageModels, train_stage
 
 
 @pytest.fixture(scope="module")
@@ -117,13 +117,3 @@ def test_non_finite_loss_names_the_stage_and_step(dataset):
     models.label_features = torch.full_like(models.label_features, float("nan"))
     with pytest.raises(FloatingPointError, match="stage 1: non-finite loss at step 1"):
         train_stage(CONFIG, models, dataset, progress=False)
-
-
-def test_epoch_order_is_a_seeded_permutation_dealt_across_processes():
-    one = epoch_order(10, seed=0, epoch=0, rank=0, world=1)
-    assert sorted(one) == list(range(10))
-    assert one == epoch_order(10, seed=0, epoch=0, rank=0, world=1)
-    assert one != epoch_order(10, seed=0, epoch=1, rank=0, world=1)
-    shards = [epoch_order(10, seed=0, epoch=0, rank=r, world=3) for r in range(3)]
-    assert [len(s) for s in shards] == [3, 3, 3]
-    assert not set(shards[0]) & set(shards[1])

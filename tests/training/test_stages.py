@@ -66,6 +66,17 @@ def test_initial_generator_is_seeded_and_cam_pretraining_trains_it(inputs):
     assert len(capped) == 1
 
 
+def test_cam_pretraining_runs_as_two_ddp_processes_and_removes_its_checkpoint(inputs, tmp_path):
+    params = copy.deepcopy(PARAMS)
+    params["generator"]["cam_pretraining"] = {"epochs": 2, "batch_size": 1}
+    params["train"].update(processes=2, checkpoint_dir=str(tmp_path))
+    trained, history = stages.initial_generator_state(params, inputs.image_index, 6)
+    # 4 images dealt to 2 processes with batch 1: 2 synchronised steps per epoch.
+    assert history["step"].tolist() == [1, 2, 3, 4] and history["bce"].notna().all()
+    assert set(trained) == set(inputs.generator_state)
+    assert not list(tmp_path.iterdir())
+
+
 def test_stage_in_this_process_returns_plain_states(inputs):
     state, history = stages.run_stage(inputs, progress=False)
     assert set(state) == {"generator", "prompts"} and list(state["prompts"]) == ["context"]

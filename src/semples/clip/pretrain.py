@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import open_clip
@@ -19,10 +20,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import ConfigDict, with_config
+from torch.utils.data import Dataset
 
 from semples.clip.model import encode_text_embeddings, eot_positions, preprocess_images
-from semples.progress import progress_bar
-from semples.training.step import optimizer_step
+from semples.training import engine
 
 ImageSource = Callable[[], np.ndarray] | np.ndarray
 
@@ -110,6 +111,30 @@ def _random_rectangles(
     return in_rows[:, :, None] & in_cols[:, None, :]
 
 
+class _Pairs(Dataset):
+    """Images held in memory as one uint8 ``(N, H, W, 3)`` tensor; items ``(image, index)``."""
+
+    def __init__(self, pixels: torch.Tensor) -> None:
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.pixels[index], index
+
+
+class _ClipObjective(torch.nn.Module):
+    """CLIP's loss as a module's forward, so that DDP sees the pass whose gradients it syncs."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        return clip_loss(self.model, images, tokens)
+
+
 def pretrain_clip(
     model: torch.nn.Module,
     tokenizer: Callable[[Sequence[str]], torch.Tensor],
@@ -117,9 +142,16 @@ def pretrain_clip(
     captions: Sequence[str],
     config: PretrainConfig,
     progress: bool = True,
+    checkpoint_path: Path | None = None,
 ) -> pd.DataFrame:
-    """Train ``model`` (an open_clip ``CLIP``) in place on (image, caption) pairs; return one
-    history row per step."""
+    """Train ``model`` (an open_clip ``CLIP``) in place on (image, caption) pairs on the shared
+    engine; return one history row per step.
+
+    Order, augmentation and full stops come from one generator seeded by ``config.seed``, whose
+    state the per-epoch checkpoint (``checkpoint_path``) keeps, so a resumed run ends where the
+    uninterrupted one does. In a DDP process group every process draws the same order and
+    takes its share; InfoNCE's negatives are then its own batch (open_clip's local loss).
+    """
     if not isinstance(model, open_clip.CLIP):
         raise TypeError(f"pretrain_clip needs an open_clip CLIP, got {type(model).__name__}")
     if len(images) != len(captions):
@@ -128,45 +160,43 @@ def pretrain_clip(
         raise ValueError(f"contrastive pretraining needs at least 2 pairs, got {len(images)}")
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    pixels = _load_images(images)
+    pairs = _Pairs(_load_images(images))
     tokens = _caption_tokens(tokenizer, captions)
+    device = model.logit_scale.device
+
+    def step(trained: torch.nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> dict:
+        pixels, index = batch
+        images01 = pixels.to(device).permute(0, 3, 1, 2).float() / 255.0
+        augmented = augment_batch(images01, config, generator)
+        stop = torch.rand(len(index), generator=generator) < config.full_stop_prob
+        texts = torch.where(stop[:, None], tokens[1][index], tokens[0][index])
+        return {"loss": trained(preprocess_images(model, augmented), texts.to(device))}
+
+    def clamp_logit_scale() -> dict[str, float]:
+        with torch.no_grad():
+            model.logit_scale.clamp_(0.0, _MAX_LOGIT_SCALE)
+        return {"logit_scale": model.logit_scale.exp().item()}
+
+    task = engine.Task(
+        name="CLIP pretraining",
+        module=_ClipObjective(model),
+        optimizer=_optimizer(model, config),
+        step=step,
+        lr=lambda step, total: config.lr * _lr_factor(step, config.warmup_steps, total),
+        checkpointed={"model": model, "random": engine.RandomState(generator)},
+        objective="loss",
+        after_step=clamp_logit_scale,
+        order=lambda epoch: torch.randperm(len(pairs), generator=generator).tolist(),
+    )
     batch_size = min(config.batch_size, len(images))
-    steps_per_epoch = len(images) // batch_size
-    total = config.epochs * steps_per_epoch
-    total = total if config.max_steps is None else min(total, config.max_steps)
-    optimizer = _optimizer(model, config)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: _lr_factor(step, config.warmup_steps, total)
+    schedule = engine.Schedule(
+        config.epochs, batch_size, config.seed, config.max_steps, drop_last=True
     )
     was_training = model.training
     model.train()
-    history = []
-    with progress_bar(total=total, desc="CLIP pretraining", enabled=progress) as bar:
-        for step in range(total):
-            epoch = step // steps_per_epoch
-            if step % steps_per_epoch == 0:
-                order = torch.randperm(len(images), generator=generator)
-            index = order[(step % steps_per_epoch) * batch_size :][:batch_size]
-            images01 = pixels[index].permute(0, 3, 1, 2).float() / 255.0
-            batch = preprocess_images(model, augment_batch(images01, config, generator))
-            lr = optimizer.param_groups[0]["lr"]
-            stop = torch.rand(len(index), generator=generator) < config.full_stop_prob
-            texts = torch.where(stop[:, None], tokens[1][index], tokens[0][index])
-            loss = _train_step(model, optimizer, batch, texts, step)
-            schedule.step()
-            history.append(
-                {
-                    "step": step,
-                    "epoch": epoch,
-                    "loss": loss,
-                    "lr": lr,
-                    "logit_scale": model.logit_scale.exp().item(),
-                }
-            )
-            bar.update()
-            bar.set_postfix(loss=f"{loss:.3f}")
+    history = engine.fit(task, pairs, schedule, checkpoint_path, progress)
     model.train(was_training)
-    return pd.DataFrame(history, columns=["step", "epoch", "loss", "lr", "logit_scale"])
+    return history
 
 
 def _load_images(images: Sequence[ImageSource]) -> torch.Tensor:
@@ -213,23 +243,6 @@ def _lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:
         return (step + 1) / warmup_steps
     span = max(1, total_steps - warmup_steps)
     return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup_steps) / span)))
-
-
-def _train_step(
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    images: torch.Tensor,
-    tokens: torch.Tensor,
-    step: int,
-) -> float:
-    """One InfoNCE step; the logit scale is clamped at 100 afterwards, as open_clip does."""
-    loss = clip_loss(model, images, tokens)
-    optimizer_step(optimizer, loss, lambda: (
-        f"CLIP pretraining loss became {loss.item()} at step {step}; lower the lr"
-    ))  # fmt: skip
-    with torch.no_grad():
-        model.logit_scale.clamp_(0.0, _MAX_LOGIT_SCALE)
-    return loss.item()
 
 
 def clip_loss(model: torch.nn.Module, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:

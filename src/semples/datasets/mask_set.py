@@ -20,6 +20,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -50,7 +51,7 @@ class MaskSet(Mapping[str, Callable[[], MaskItem]]):
 
     def __getitem__(self, item_id: str) -> Callable[[], MaskItem]:
         path = self.path(item_id)
-        return lambda: read_item(path)
+        return partial(read_item, path)  # picklable: DDP workers get the loaders
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._paths)

@@ -2,35 +2,29 @@
 
 IRN's recipe: SGD with weight decay, poly learning-rate decay (power 0.9) and 10x the learning
 rate on the displacement branch, random crops and flips of image and IR label together. Crop
-and flip are drawn from a generator seeded by (seed, epoch, index) and the data order comes from
-:func:`~semples.training.loop.epoch_order`, so a run resumed from its per-epoch checkpoint ends
-exactly where the uninterrupted one does.
+and flip are drawn from a generator seeded by (seed, epoch, index), and order, checkpoint and
+resume are the shared engine's (:mod:`semples.training.engine`), so a run resumed from its
+per-epoch checkpoint ends exactly where the uninterrupted one does.
 """
 
 from __future__ import annotations
 
-import logging
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch import Tensor, nn
+from torch.utils.data import Dataset
 
-from semples.checkpoints import load_state, save_atomic
 from semples.data.classes import IGNORE_INDEX
 from semples.data.images import to_tensor
-from semples.progress import progress_bar
 from semples.refine.irnet import OUTPUT_STRIDE, STRIDES, IRNet, irnet_loss
+from semples.training import engine
 from semples.training.config import check_budget
-from semples.training.loop import epoch_order
-from semples.training.step import optimizer_step
-
-logger = logging.getLogger(__name__)
 
 DISPLACEMENT_LR_MULTIPLIER = 10  # IRN's learning rate of the displacement branch, relative
 POLY_POWER = 0.9
@@ -174,50 +168,26 @@ def train_irnet(
     torch.manual_seed(config.seed)
     model.to(device).train()
     edge_side, displacement = model.parameter_groups()
-    multipliers = (1, DISPLACEMENT_LR_MULTIPLIER)
-    optimizer = torch.optim.SGD(
-        [{"params": edge_side}, {"params": displacement}],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
-    )
-    per_epoch = math.ceil(len(dataset) / config.batch_size)
-    total = min(config.epochs * per_epoch, config.max_steps or math.inf)
-    history: list[dict] = []
-    start_epoch, step = 0, 0
-    if checkpoint_path is not None and checkpoint_path.is_file():
-        state = load_state(checkpoint_path, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start_epoch, step, history = state["epoch"] + 1, state["step"], state["history"]
-        logger.info("IRNet resumes after epoch %d from %s", start_epoch, checkpoint_path)
 
-    with progress_bar(total=total, initial=step, desc="IRNet", enabled=progress) as bar:
-        for epoch in range(start_epoch, config.epochs):
-            if step >= total:
-                break
-            dataset.set_epoch(epoch)
-            order = epoch_order(len(dataset), config.seed, epoch, rank=0, world=1)
-            for images, labels, _ in DataLoader(dataset, config.batch_size, sampler=order):
-                if step >= total:
-                    break
-                lr = poly_lr(config.lr, step, total)
-                for group, multiplier in zip(optimizer.param_groups, multipliers, strict=True):
-                    group["lr"] = lr * multiplier
-                edge_logits, displacement_field = model(images.to(device))
-                losses = irnet_loss(
-                    edge_logits, displacement_field, labels.to(device), config.radius
-                )
-                values = dict(zip(_TERMS, torch.stack([losses[t] for t in _TERMS]).tolist()))
-                optimizer_step(optimizer, losses["total"], lambda values=values, step=step: (
-                    f"IRNet loss became non-finite at step {step + 1} "
-                    f"({', '.join(f'{k}={v:.4g}' for k, v in values.items())}); lower lr"
-                ))  # fmt: skip
-                step += 1
-                history.append({"epoch": epoch, "step": step, "lr": lr, **values})
-                bar.update()
-                bar.set_postfix(loss=f"{values['total']:.3f}")
-            if checkpoint_path is not None:
-                state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                         "epoch": epoch, "step": step, "history": history}  # fmt: skip
-                save_atomic(state, checkpoint_path)
-    return pd.DataFrame(history, columns=["epoch", "step", "lr", *_TERMS])
+    def step(trained: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
+        images, labels, _ = batch
+        edge_logits, displacement_field = trained(images.to(device))
+        losses = irnet_loss(edge_logits, displacement_field, labels.to(device), config.radius)
+        return {term: losses[term] for term in _TERMS}
+
+    task = engine.Task(
+        name="IRNet",
+        module=model,
+        optimizer=torch.optim.SGD(
+            [{"params": edge_side}, {"params": displacement}],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        ),
+        step=step,
+        lr=partial(poly_lr, config.lr),
+        checkpointed={"model": model},
+        lr_multipliers=(1, DISPLACEMENT_LR_MULTIPLIER),
+    )
+    schedule = engine.Schedule(config.epochs, config.batch_size, config.seed, config.max_steps)
+    history = engine.fit(task, dataset, schedule, checkpoint_path, progress)
+    return history[["epoch", "step", "lr", *_TERMS]]

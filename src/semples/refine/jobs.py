@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,11 +15,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from semples.checkpoints import fingerprint
+from semples.checkpoints import scratch_checkpoint
 from semples.data.images import read_rgb, to_tensor
 from semples.refine.irnet import IRNet, predict_edge
 from semples.refine.irnet_training import IrLabelDataset, IrnetConfig, train_irnet
 from semples.refine.pseudo_masks import ir_label, propagated_scores, pseudo_mask
+from semples.training import distributed
 from semples.training.config import budget_config
 
 CamSet = Mapping[str, Callable[[], Mapping[str, np.ndarray]]]
@@ -62,38 +62,46 @@ def fit_irnet(
     rows: pd.DataFrame,
     params: Mapping[str, Any],
     device: torch.device,
-    progress: bool = True,
 ) -> tuple[dict, pd.DataFrame]:
     """Train IRNet on the IR labels of ``rows``: its state dict and loss history.
 
-    Seeded by ``params["seed"]``, capped by ``train.max_steps``; an epoch checkpoint in
-    ``train.checkpoint_dir`` (named by a fingerprint of config and images) is resumed from by
-    an interrupted run with the same settings and deleted once training ends.
+    Seeded by ``params["seed"]``, capped by ``train.max_steps``, in ``train.processes`` DDP
+    processes when above 1 (the label loaders must then be picklable, as a saved mask set's
+    are); an epoch checkpoint in ``train.checkpoint_dir`` (named by a fingerprint of config and
+    images) is resumed from by an interrupted run with the same settings and deleted once
+    training ends.
     """
-    settings = params["pseudo_masks"]["irnet"]
-    config = irnet_config(settings, params["seed"], params["train"].get("max_steps"))
     rows = rows[rows["id"].isin(list(ir_labels))]
     if rows.empty:
         raise ValueError("no IR labels for the images to train IRNet on: run make_ir_labels")
+    labels = [ir_labels[i] for i in rows["id"]]
+    processes = int(params["train"].get("processes", 1))
+    return distributed.launched(_fit_irnet, (labels, rows, params, device), processes)
+
+
+def _fit_irnet(
+    inputs: tuple[list[Callable[[], np.ndarray]], pd.DataFrame, Mapping[str, Any], torch.device],
+    progress: bool,
+) -> tuple[dict, pd.DataFrame]:
+    labels, rows, params, device = inputs
+    settings = params["pseudo_masks"]["irnet"]
+    config = irnet_config(settings, params["seed"], params["train"].get("max_steps"))
     torch.manual_seed(config.seed)
     model = IRNet(settings["backbone"], settings.get("weights"), settings.get("image_scale", 1))
     dataset = IrLabelDataset(
-        [partial(read_rgb, path) for path in rows["image_path"]],
-        [ir_labels[i] for i in rows["id"]],
+        [partial(read_rgb, path) for path in rows["image_path"]], labels,
         crop_size=config.crop_size, hflip=True, seed=config.seed, stride=model.stride,
     )  # fmt: skip
-    checkpoint = _checkpoint_path(params["train"].get("checkpoint_dir"), settings, rows)
-    history = train_irnet(model, dataset, config, checkpoint, device, progress)
-    if checkpoint is not None:
+    checkpoint = scratch_checkpoint(
+        params["train"].get("checkpoint_dir"), "irnet", irnet=dict(settings),
+        images=list(rows["id"]),
+    )  # fmt: skip
+    history = train_irnet(
+        model, dataset, config, checkpoint, distributed.process_device(device), progress
+    )
+    if checkpoint is not None and distributed.rank() == 0:
         checkpoint.unlink(missing_ok=True)
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, history
-
-
-def _checkpoint_path(folder: str | None, settings: Mapping[str, Any], rows: pd.DataFrame):
-    if folder is None:
-        return None
-    run = fingerprint({"irnet": dict(settings), "images": list(rows["id"])})
-    return Path(folder) / f"irnet-{run}.pt"
 
 
 def trained_irnet(

@@ -10,21 +10,19 @@ maps trained with binary cross-entropy (the classic CAM recipe) give it the prio
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from pydantic import ConfigDict, with_config
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
 from semples.data.images import LabelledImages
-from semples.progress import progress_bar
+from semples.training import engine
 from semples.training.config import check_budget
-from semples.training.loop import cosine_lr, epoch_order
-from semples.training.step import optimizer_step
 
 
 # Unknown keys in its parameter section are errors (semples.parameters validates with it).
@@ -57,36 +55,31 @@ def train_cam_classifier(
     config: CamClassifierConfig,
     device: torch.device | None = None,
     progress: bool = True,
+    checkpoint_path: Path | None = None,
 ) -> pd.DataFrame:
-    """Train ``generator`` in place with multi-label BCE; return one history row per step."""
+    """Train ``generator`` in place with multi-label BCE on the shared engine (resumable from
+    ``checkpoint_path``, DDP when run in a process group); return one history row per step."""
     device = device or torch.device("cpu")
     torch.manual_seed(config.seed)
     generator.to(device).train()
-    optimizer = torch.optim.AdamW(
-        [p for p in generator.parameters() if p.requires_grad],
-        lr=config.lr,
-        weight_decay=config.weight_decay,
+
+    def step(trained: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:
+        images, labels, _ = batch
+        logits = classification_logits(trained(images.to(device)))
+        return {"bce": F.binary_cross_entropy_with_logits(logits, labels.to(device).float())}
+
+    task = engine.Task(
+        name="CAM classifier",
+        module=generator,
+        optimizer=torch.optim.AdamW(
+            [p for p in generator.parameters() if p.requires_grad],
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+        ),
+        step=step,
+        lr=partial(engine.cosine_lr, config.lr),
+        checkpointed={"generator": generator},
+        objective="bce",
     )
-    per_epoch = math.ceil(len(dataset) / config.batch_size)
-    total = min(config.epochs * per_epoch, config.max_steps or math.inf)
-    history, step = [], 0
-    with progress_bar(total=total, desc="CAM classifier", enabled=progress) as bar:
-        for epoch in range(config.epochs):
-            dataset.set_epoch(epoch)
-            order = epoch_order(len(dataset), config.seed, epoch, rank=0, world=1)
-            for images, labels, _ in DataLoader(dataset, config.batch_size, sampler=order):
-                if step >= total:
-                    break
-                lr = cosine_lr(config.lr, step, total)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                logits = classification_logits(generator(images.to(device)))
-                loss = F.binary_cross_entropy_with_logits(logits, labels.to(device).float())
-                optimizer_step(optimizer, loss, lambda loss=loss, step=step: (
-                    f"CAM classifier loss became {loss.item()} at step {step + 1}; lower lr"
-                ))  # fmt: skip
-                step += 1
-                history.append({"epoch": epoch, "step": step, "lr": lr, "bce": loss.item()})
-                bar.update()
-                bar.set_postfix(bce=f"{loss.item():.3f}")
-    return pd.DataFrame(history, columns=["epoch", "step", "lr", "bce"])
+    schedule = engine.Schedule(config.epochs, config.batch_size, config.seed, config.max_steps)
+    return engine.fit(task, dataset, schedule, checkpoint_path, progress)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from semples.checkpoints import fingerprint as run_fingerprint
 from semples.models.cam_networks import MASK_ACTIVATIONS
 
 STAGES = (1, 2, 3)
@@ -100,20 +99,13 @@ class StageConfig:
                 f"mask_activation must be one of {MASK_ACTIVATIONS}, got {self.mask_activation!r}"
             )
         if self.trainable not in TRAINABLE_PARTS:
-            raise ValueError(
-                f"trainable must be one of {TRAINABLE_PARTS}, got {self.trainable!r}"
-            )
+            raise ValueError(f"trainable must be one of {TRAINABLE_PARTS}, got {self.trainable!r}")
         if self.stage == 2 and not (self.prompt_image_term or self.prompt_text_term):
             raise ValueError("stage 2 needs at least one of prompt_image_term, prompt_text_term")
 
     @property
     def effective_lr(self) -> float:
         return self.lr * self.batch_size / 512 if self.scale_lr_with_batch else self.lr
-
-    def fingerprint(self, **context: Any) -> str:
-        """A short hash of this config and its context (data, initial weights), naming the
-        checkpoint an interrupted run resumes from: another config never resumes it."""
-        return run_fingerprint({"config": asdict(self), **context})
 
 
 def stage_config(stage: int, common: dict[str, Any], overrides: dict[str, Any]) -> StageConfig:

@@ -36,6 +36,13 @@ def local_rank() -> int:
     return int(os.environ.get("LOCAL_RANK", 0))
 
 
+def process_device(device: torch.device) -> torch.device:
+    """``device``; in a DDP process on GPUs, this process's own GPU."""
+    if is_worker() and device.type == "cuda":
+        return torch.device("cuda", local_rank())
+    return device
+
+
 def _worker(fn: Callable[..., Result], inputs: Any) -> Result | None:
     backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
@@ -47,6 +54,13 @@ def _worker(fn: Callable[..., Result], inputs: Any) -> Result | None:
         return result if dist.get_rank() == 0 else None
     finally:
         dist.destroy_process_group()
+
+
+def launched(fn: Callable[..., Result], inputs: Any, processes: int) -> Result:
+    """``fn(inputs, progress=True)`` in this process, or in ``processes`` > 1 DDP processes."""
+    if processes <= 1:
+        return fn(inputs, progress=True)
+    return launch(fn, inputs, processes)
 
 
 def launch(fn: Callable[..., Result], inputs: Any, processes: int) -> Result:

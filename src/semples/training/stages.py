@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
 import torch
 from torch import nn
 
+from semples.checkpoints import scratch_checkpoint
 from semples.clip import TOY_CLIP
 from semples.clip.model import FrozenClip, class_text_features, load_clip
 from semples.clip.prompts import PromptLearner
@@ -88,14 +88,24 @@ def generator_module(
 
 
 def initial_generator_state(
-    params: Mapping[str, Any], image_index: pd.DataFrame, num_classes: int, progress: bool = True
+    params: Mapping[str, Any], image_index: pd.DataFrame, num_classes: int
 ) -> tuple[dict, pd.DataFrame]:
     """S's initial weights and the history of making them.
 
     A seeded random init or the configured weights file, then, when ``generator.cam_pretraining``
     is set, trained as a CAM classifier on the image-level labels of the training splits (the
-    prior a trained CAM network gives the paper's generator). Without it the history is empty.
+    prior a trained CAM network gives the paper's generator), in ``train.processes`` DDP
+    processes when that is above 1, resumable from its epoch checkpoint in
+    ``train.checkpoint_dir``. Without it the history is empty.
     """
+    processes = int(params["train"].get("processes", 1))
+    return distributed.launched(_initial_generator, (params, image_index, num_classes), processes)
+
+
+def _initial_generator(
+    inputs: tuple[Mapping[str, Any], pd.DataFrame, int], progress: bool
+) -> tuple[dict, pd.DataFrame]:
+    params, image_index, num_classes = inputs
     torch.manual_seed(params["seed"])
     generator = generator_module(params["generator"], num_classes)
     settings = params["generator"].get("cam_pretraining")
@@ -103,10 +113,16 @@ def initial_generator_state(
     if settings:
         cap = params["train"].get("max_steps")
         config = budget_config(CamClassifierConfig, settings, params["seed"], cap)
-        device = resolve_device(params["device"])
-        history = train_cam_classifier(
-            generator, training_dataset(image_index, params), config, device, progress
-        )
+        dataset = training_dataset(image_index, params)
+        checkpoint = scratch_checkpoint(
+            params["train"].get("checkpoint_dir"), "cam_classifier",
+            config=asdict(config), images=dataset.ids, generator=params["generator"],
+            augmentation=params["train"]["augmentation"], classes=num_classes,
+        )  # fmt: skip
+        device = distributed.process_device(resolve_device(params["device"]))
+        history = train_cam_classifier(generator, dataset, config, device, progress, checkpoint)
+        if checkpoint is not None and distributed.rank() == 0:
+            checkpoint.unlink(missing_ok=True)
     return {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, history
 
 
@@ -186,30 +202,21 @@ def _models(inputs: StageInputs, device: torch.device) -> StageModels:
     return StageModels(clip, generator.to(device), prompts.to(device), label_features, background)
 
 
-def _checkpoint_path(inputs: StageInputs, config: StageConfig, dataset: LabelledImages):
-    if inputs.checkpoint_dir is None:
-        return None
-    fingerprint = config.fingerprint(
-        images=dataset.ids, clip=sorted(inputs.params["clip"].items()),
-        generator=inputs.params["generator"], prompts=inputs.params["prompts"],
-        background_texts=inputs.background_texts,
-    )  # fmt: skip
-    return Path(inputs.checkpoint_dir) / f"stage{inputs.stage}-{fingerprint}.pt"
-
-
 def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.DataFrame]:
     """Train one stage in this process (or as one rank of a distributed run).
 
     Returns ``{"generator": ..., "prompts": ...}`` state dicts after training, and the loss
     history. The epoch checkpoint is deleted once the stage has finished.
     """
-    device = resolve_device(inputs.params["device"])
-    if distributed.is_worker() and device.type == "cuda":
-        device = torch.device("cuda", distributed.local_rank())
+    device = distributed.process_device(resolve_device(inputs.params["device"]))
     config = stage_config_of(inputs.stage, inputs.params)
     dataset = training_dataset(inputs.image_index, inputs.params)
     models = _models(inputs, device)
-    checkpoint = _checkpoint_path(inputs, config, dataset)
+    checkpoint = scratch_checkpoint(
+        inputs.checkpoint_dir, f"stage{inputs.stage}", config=asdict(config), images=dataset.ids,
+        clip=sorted(inputs.params["clip"].items()), generator=inputs.params["generator"],
+        prompts=inputs.params["prompts"], background_texts=inputs.background_texts,
+    )  # fmt: skip
     history = train_stage(config, models, dataset, checkpoint, progress=progress)
     state = {
         "generator": {k: v.cpu() for k, v in models.generator.state_dict().items()},
@@ -223,9 +230,7 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
 def run_stage_launched(inputs: StageInputs) -> tuple[dict, pd.DataFrame]:
     """Run a stage in ``train.processes`` processes (DDP) when asked, else in this one."""
     processes = int(inputs.params["train"].get("processes", 1))
-    if processes <= 1:
-        return run_stage(inputs)
-    return distributed.launch(run_stage, inputs, processes=processes)
+    return distributed.launched(run_stage, inputs, processes)
 
 
 def skipped_history(stage: int, reason: str) -> pd.DataFrame:

@@ -26,7 +26,10 @@ def pretrain_clip(
         reason = f"real CLIP weights configured ({params['clip']['name']})"
         logger.info("Toy CLIP pretraining skipped: %s", reason)
         return {}, pd.DataFrame({"note": [reason]}), {"skipped": True, "reason": reason}
-    state, history, report = pretrain_toy_clip(caption_index, world, params["toy_clip"])
+    train = params["train"]
+    state, history, report = pretrain_toy_clip(
+        caption_index, world, params["toy_clip"], train["checkpoint_dir"], train["processes"]
+    )
     logger.info("Toy CLIP zero-shot on held-out scenes: %s", report)
     return state, history, report
 
