@@ -12,6 +12,7 @@ each group's mean, spread and seeds: one seed's difference is within the noise o
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import socket
@@ -20,6 +21,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from matplotlib.figure import Figure
+
+from semples import viz
+
+logger = logging.getLogger(__name__)
 
 FIXED_COLUMNS = ["report", "run", "status", "metric", "value", "delta", "split", "num_images"]
 PARAMS_PREFIX = "params."
@@ -319,3 +325,49 @@ def table_to_markdown(df: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     align = ["---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns]
     lines = [header, align, *zip(*columns)]
     return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"
+
+
+# --- the reporting pipeline's steps, from its parameter section ----------------------------
+
+
+def report_specs(params: Mapping[str, Any]) -> dict[str, ReportSpec]:
+    return {name: ReportSpec(**spec) for name, spec in params["reports"].items()}
+
+
+def compare_runs(
+    params: Mapping[str, Any], run_records: dict[str, dict], **histories: dict[str, dict]
+) -> pd.DataFrame:
+    """The comparison table of every saved report version; runs that did not finish are
+    warned about, and the parameters that differ between runs are logged as a table."""
+    table = comparison_table(histories, report_specs(params), runs=run_records)
+    unfinished = table[~table["status"].isin(["finished", "running", "unrecorded"])]
+    for _, row in unfinished.iterrows():
+        logger.warning("%s of run %s: the run %s", row["report"], row["run"], row["status"])
+    logger.info(
+        "Runs compared (parameters that differ between runs; %s has them all):\n%s",
+        "run_comparison",
+        table_to_markdown(with_changed_params_only(table)),
+    )
+    return table
+
+
+def plot_per_class_latest_runs(params: Mapping[str, Any], **histories: dict[str, dict]) -> Figure:
+    """Per-class scores of the last ``per_class_runs`` runs of every report that has any."""
+    specs = report_specs(params)
+    frames = {
+        name: per_class_frame(histories, specs, name, last=params["per_class_runs"])
+        for name in specs
+        if histories.get(name)
+    }
+    return viz.plot_per_class_latest_runs(frames)
+
+
+def tabulate_ablation(table: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    """The runs grouped by configuration (mean, spread, seeds), logged as a table."""
+    ablation = ablation_table(table, params["ablation"]["reports"])
+    logger.info(
+        "Runs grouped by configuration (all parameters but the seed; %s has them all):\n%s",
+        "ablation_table",
+        table_to_markdown(ablation_summary(ablation)),
+    )
+    return ablation

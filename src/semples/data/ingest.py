@@ -233,3 +233,42 @@ def ingestion_report(
         "skipped": list(skipped),
         "params": {"dataset": name, name: dict(params[name])},
     }
+
+
+# --- the ingestion pipeline's steps: the library's results in the catalog's shapes ----------
+
+
+def dataset_files(params: Mapping[str, Any]) -> tuple[dict, dict, dict, pd.DataFrame]:
+    """:func:`generate_files` as the catalog's four entries (images, masks, contexts,
+    annotations)."""
+    files = generate_files(params)
+    return files.images, files.masks, files.contexts, files.annotations
+
+
+def index_dataset(
+    images: Mapping[str, Any],
+    masks: Mapping[str, Any],
+    contexts: Mapping[str, Any],
+    annotations: pd.DataFrame,
+    params: Mapping[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any], pd.DataFrame]:
+    """:func:`build_index` as the image index, the caption index, the dataset's classes and the
+    skipped items. The classes carry the dataset's own parameters into every run's report, so
+    that runs on different toy worlds (or roots) are never grouped or compared as one series."""
+    dataset = build_index(params, images, masks, contexts, annotations)
+    name = dataset_name(params)
+    classes = {
+        "dataset": name, "dataset_params": dict(params[name]), "class_names": dataset.class_names
+    }  # fmt: skip
+    skipped = pd.DataFrame(dataset.skipped, columns=["id", "split", "path", "reason"])
+    return dataset.image_index, dataset.caption_index, classes, skipped
+
+
+def report_ingestion(
+    image_index: pd.DataFrame,
+    classes: Mapping[str, Any],
+    skipped: pd.DataFrame,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """:func:`ingestion_report` from the catalog's classes and skipped-items table."""
+    return ingestion_report(image_index, classes["class_names"], skipped.to_dict("records"), params)

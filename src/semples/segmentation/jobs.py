@@ -1,5 +1,6 @@
 """What the segmentation pipeline's nodes do, free of Kedro: pair images with a pseudo-mask
-version, train in a scratch work dir and keep only the result, predict, evaluate."""
+version, train in a scratch work dir and keep only the result, predict, evaluate. The nodes are
+:func:`train_deeplab`, :func:`predict_segmentation` and :func:`evaluate_segmentation`."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from typing import Any
 
 import pandas as pd
 
-from semples.cams import labelled_rows
+from semples.cams import gt_mask_loaders, labelled_rows
 from semples.datasets.mask_set import MaskSet
 from semples.segmentation import runner
 from semples.segmentation.config import Pairs, TrainSettings, fingerprint, training_config
+from semples.segmentation.evaluation import segmentation_report
+from semples.segmentation.predict import build_segmentor, prediction_jobs
+from semples.training.stages import resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -102,3 +106,59 @@ def fit_deeplab(cfg, processes: int = 1) -> tuple[dict, pd.DataFrame]:
     shutil.rmtree(cfg.work_dir, ignore_errors=True)
     model = dict(state_dict=state_dict, model_config=cfg.model.to_dict(), iterations=iterations)
     return model, history
+
+
+def _class_names(classes: Mapping[str, Any]) -> list[str]:
+    return ["background", *classes["class_names"]]
+
+
+def _val_rows(image_index: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
+    return split_rows(image_index, [params["val_split"]], params["max_images"])
+
+
+def train_deeplab(
+    pseudo_masks: MaskSet, image_index: pd.DataFrame, classes: dict, params: Mapping[str, Any]
+) -> tuple[dict, pd.DataFrame]:
+    """DeepLabV2 trained on a pseudo-mask version (which it records) and its loss history."""
+    train_rows = split_rows(image_index, params["train_splits"], params["max_images"])
+    train_pairs = training_pairs(pseudo_masks, train_rows)
+    val_pairs = validation_pairs(_val_rows(image_index, params))
+    cfg, processes = run_config(params, _class_names(classes), train_pairs, val_pairs)
+    version = mask_set_version(pseudo_masks)
+    logger.info("DeepLabV2 (%s) on %d images of pseudo masks %s, validated on %d; work dir %s",
+                params["config"], len(train_pairs), version, len(val_pairs),
+                cfg.work_dir)  # fmt: skip
+    model, history = fit_deeplab(cfg, processes)
+    model["pseudo_masks_version"] = version
+    return model, history
+
+
+def predict_segmentation(
+    deeplab: dict, image_index: pd.DataFrame, params: Mapping[str, Any]
+) -> dict:
+    """Lazy prediction jobs (multi-scale, flip, CRF as configured) on the validation split."""
+    test = params["test"]
+    model = build_segmentor(deeplab["model_config"], deeplab["state_dict"],
+                            resolve_device(params["device"]))  # fmt: skip
+    rows = _val_rows(image_index, params)
+    return prediction_jobs(model, rows, test["scales"], test["flip"], test["crf"])
+
+
+def evaluate_segmentation(
+    predictions: Mapping,
+    pseudo_masks: MaskSet,
+    deeplab: dict,
+    history: pd.DataFrame,
+    image_index: pd.DataFrame,
+    classes: dict,
+    params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The segmentation report on the validation split, its pseudo masks' score beside it."""
+    rows = _val_rows(image_index, params)
+    gt = gt_mask_loaders(rows[rows["mask_path"].notna()], len(classes["class_names"]))
+    names = _class_names(classes)
+    report = segmentation_report(predictions, pseudo_masks, deeplab, history, gt, names, params)
+    logger.info("DeepLabV2 mIoU on %s: %.4f (single scale %s); its pseudo masks on the same "
+                "images: %s", report["split"], report["miou"], report["single_scale_miou"],
+                report["pseudo_mask_miou"])  # fmt: skip
+    return report

@@ -2,14 +2,14 @@
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from semples.pipelines.ingestion import nodes
+from semples.data import ingest
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(
-                nodes.generate_dataset_files,
+                ingest.dataset_files,
                 inputs="params:ingestion",
                 outputs=[
                     "generated_images",
@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="generate_dataset_files",
             ),
             node(
-                nodes.build_image_index,
+                ingest.index_dataset,
                 inputs=[
                     "generated_images",
                     "generated_masks",
@@ -32,7 +32,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_image_index",
             ),
             node(
-                nodes.report_ingestion,
+                ingest.report_ingestion,
                 inputs=["image_index", "dataset_classes", "skipped_items", "params:ingestion"],
                 outputs="ingestion_report@json",
                 name="report_ingestion",

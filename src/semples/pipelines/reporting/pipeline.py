@@ -3,7 +3,7 @@ configuration (ablation table) + plots."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from semples.pipelines.reporting import nodes
+from semples import reporting, viz
 
 # Reports written by the other pipelines, each a versioned JSON in data/08_reporting/. Their
 # histories come from the catalog pattern "{report}@history" (the same dataset as the
@@ -16,31 +16,31 @@ def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(
-                nodes.compare_runs,
+                reporting.compare_runs,
                 inputs={"params": "params:reporting", "run_records": "run_records", **histories},
                 outputs="run_comparison",
                 name="compare_runs",
             ),
             node(
-                nodes.plot_headline_across_runs,
+                viz.plot_headline_across_runs,
                 inputs="run_comparison",
                 outputs="headline_across_runs_plot",
                 name="plot_headline_across_runs",
             ),
             node(
-                nodes.tabulate_ablation,
+                reporting.tabulate_ablation,
                 inputs=["run_comparison", "params:reporting"],
                 outputs="ablation_table",
                 name="tabulate_ablation",
             ),
             node(
-                nodes.plot_ablation,
+                viz.plot_ablation,
                 inputs="ablation_table",
                 outputs="ablation_plot",
                 name="plot_ablation",
             ),
             node(
-                nodes.plot_per_class_latest_runs,
+                reporting.plot_per_class_latest_runs,
                 inputs={"params": "params:reporting", **histories},
                 outputs="per_class_latest_runs_plot",
                 name="plot_per_class_latest_runs",

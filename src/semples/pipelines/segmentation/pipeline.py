@@ -3,26 +3,26 @@ predictions on the validation split -> report."""
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from semples.pipelines.segmentation import nodes
+from semples.segmentation import jobs
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return pipeline(
         [
             node(
-                nodes.train_deeplab,
+                jobs.train_deeplab,
                 inputs=["pseudo_masks", "image_index", "dataset_classes", "params:segmentation"],
                 outputs=["deeplab_weights", "deeplab_loss_history"],
                 name="train_deeplab",
             ),
             node(
-                nodes.predict_segmentation,
+                jobs.predict_segmentation,
                 inputs=["deeplab_weights", "image_index", "params:segmentation"],
                 outputs="seg_predictions",
                 name="predict_segmentation",
             ),
             node(
-                nodes.evaluate_segmentation,
+                jobs.evaluate_segmentation,
                 inputs=[
                     "seg_predictions",
                     "pseudo_masks",

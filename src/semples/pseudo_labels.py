@@ -1,9 +1,16 @@
-"""pseudo_labels nodes: thin adapters over semples.clip, semples.training, semples.cams,
-semples.refine and semples.evaluation."""
+"""The steps of the ``pseudo_labels`` job from its parameter section, Kedro-free.
+
+Each pipeline node of ``pseudo_labels`` is one of these functions (or a report of
+:mod:`semples.evaluation`): they decide what a run's parameters make of each step -- skipped
+(real CLIP weights, an ablation without a stage, a refine mode without IRNet) or run, on which
+images and device -- and hand the work to the library (:mod:`semples.clip.toy`,
+:mod:`semples.training.stages`, :mod:`semples.cams`, :mod:`semples.refine.jobs`).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -16,12 +23,15 @@ from semples.training import stages
 
 logger = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ("epoch", "lr", "note")
+Params = Mapping[str, Any]
+_SUMMARY_EXCLUDED = ("epoch", "lr", "note")
 
 
-def pretrain_clip(
-    caption_index: pd.DataFrame, world: dict[str, Any], params: dict[str, Any]
+def toy_clip(
+    caption_index: pd.DataFrame, world: Params, params: Params
 ) -> tuple[dict, pd.DataFrame, dict[str, Any]]:
+    """The toy CLIP pretrained on the captioned set, its history and zero-shot report; nothing
+    (and a note saying why) when the run configures real CLIP weights."""
     if not stages.uses_toy_clip(params["clip"]):
         reason = f"real CLIP weights configured ({params['clip']['name']})"
         logger.info("Toy CLIP pretraining skipped: %s", reason)
@@ -34,26 +44,25 @@ def pretrain_clip(
     return state, history, report
 
 
-def _inputs(stage: int, image_index, classes, clip_weights, params, **kwargs) -> stages.StageInputs:
-    return stages.StageInputs(
-        stage=stage, params=params, image_index=image_index, class_names=classes["class_names"],
-        clip_state=clip_weights, checkpoint_dir=params["train"]["checkpoint_dir"], **kwargs,
-    )  # fmt: skip
-
-
-def initialise_generator(
-    image_index: pd.DataFrame, classes: dict, params: dict[str, Any]
+def initial_generator(
+    image_index: pd.DataFrame, classes: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
+    """S's initial weights (the CAM classifier) and the history of training them."""
     return stages.initial_generator_state(params, image_index, len(classes["class_names"]))
 
 
-def train_stage1(
-    image_index: pd.DataFrame,
-    classes: dict,
-    clip_weights: dict,
-    initial: dict,
-    params: dict[str, Any],
+def _inputs(stage: int, image_index, classes, clip_weights, params, **kwargs) -> stages.StageInputs:
+    return stages.StageInputs(
+        stage=stage, params=params, image_index=image_index,
+        class_names=classes["class_names"], clip_state=clip_weights,
+        checkpoint_dir=params["train"]["checkpoint_dir"], **kwargs,
+    )  # fmt: skip
+
+
+def stage1(
+    image_index: pd.DataFrame, classes: dict, clip_weights: dict, initial: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
+    """Stage 1's generator (with the initial one, which stage 3 may restart from)."""
     skipped = stages.skipped_stages(params)
     if 1 in skipped:
         history = stages.skipped_history(1, skipped[1])
@@ -63,9 +72,10 @@ def train_stage1(
     return {"generator": state["generator"], "initial_generator": initial}, history
 
 
-def train_stage2(
-    image_index: pd.DataFrame, classes: dict, clip_weights: dict, stage1: dict, params: dict
+def stage2(
+    image_index: pd.DataFrame, classes: dict, clip_weights: dict, stage1: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
+    """The learned background prompts (nothing when the run does not learn them)."""
     skipped = stages.skipped_stages(params)
     if 2 in skipped:
         return {}, stages.skipped_history(2, skipped[2])
@@ -76,14 +86,15 @@ def train_stage2(
     return state["prompts"], history
 
 
-def train_stage3(
+def stage3(
     image_index: pd.DataFrame,
     classes: dict,
     clip_weights: dict,
     stage1: dict,
     prompts: dict,
-    params: dict[str, Any],
+    params: Params,
 ) -> tuple[dict, pd.DataFrame]:
+    """Stage 3's generator (stage 1's when the run has no stage 3)."""
     skipped = stages.skipped_stages(params)
     if 3 in skipped:
         return {"generator": stage1["generator"]}, stages.skipped_history(3, skipped[3])
@@ -97,17 +108,17 @@ def train_stage3(
     return {"generator": state["generator"]}, history
 
 
-def summarise_training(
+def training_summary(
     history1: pd.DataFrame, history2: pd.DataFrame, history3: pd.DataFrame
 ) -> tuple[pd.DataFrame, Figure]:
+    """The three stages' histories as one table, and the figure of their loss terms."""
     history = pd.concat([history1, history2, history3], ignore_index=True)
-    losses = history.drop(columns=[c for c in HISTORY_COLUMNS if c in history.columns])
+    losses = history.drop(columns=[c for c in _SUMMARY_EXCLUDED if c in history.columns])
     return history, viz.loss_history_figure(losses)
 
 
-def infer_cams(
-    image_index: pd.DataFrame, classes: dict, stage3: dict, params: dict[str, Any]
-) -> dict:
+def cam_set(image_index: pd.DataFrame, classes: dict, stage3: dict, params: Params) -> dict:
+    """Lazy multi-scale CAM jobs of stage 3's generator on the images of ``cams.splits``."""
     device = stages.resolve_device(params["device"])
     generator = stages.generator_module(
         params["generator"], len(classes["class_names"]), stage3["generator"]
@@ -116,20 +127,22 @@ def infer_cams(
     return cams.cam_jobs(generator, rows, params["cams"]["scales"], params["cams"]["flip"], device)
 
 
-def evaluate_cams(
-    cam_set,
+def cam_report(
+    cam_set: Mapping,
     image_index: pd.DataFrame,
     classes: dict,
     initial: dict,
     stage1: dict,
     stage3: dict,
-    params: dict[str, Any],
+    params: Params,
 ) -> tuple[dict[str, Any], Figure]:
+    """The CAM report: the final CAMs and the initial, stage-1 and stage-3 generators."""
     states = {"initial": initial, "stage1": stage1["generator"], "stage3": stage3["generator"]}
     return evaluation.cam_report(cam_set, image_index, classes, states, params)
 
 
-def make_ir_labels(cam_set, image_index: pd.DataFrame, params: dict[str, Any]) -> dict:
+def ir_labels(cam_set: Mapping, image_index: pd.DataFrame, params: Params) -> dict:
+    """IRN's confident-region labels of the CAMs (none when the refine mode has no IRN)."""
     settings = params["pseudo_masks"]
     if not settings["refine"].startswith("irn"):
         return {}
@@ -137,9 +150,8 @@ def make_ir_labels(cam_set, image_index: pd.DataFrame, params: dict[str, Any]) -
     return jobs.ir_label_jobs(cam_set, rows, settings["ir_labels"], settings["crf"])
 
 
-def train_irnet(
-    ir_label_set, image_index: pd.DataFrame, params: dict[str, Any]
-) -> tuple[dict, pd.DataFrame]:
+def irnet(ir_label_set: Mapping, image_index: pd.DataFrame, params: Params):
+    """IRNet trained on the IR labels, and its history (nothing when the mode has no IRN)."""
     mode = params["pseudo_masks"]["refine"]
     if not mode.startswith("irn"):
         reason = f"refine mode {mode!r} does not use IRNet"
@@ -149,9 +161,8 @@ def train_irnet(
     return jobs.fit_irnet(ir_label_set, rows, params, stages.resolve_device(params["device"]))
 
 
-def make_pseudo_masks(
-    cam_set, image_index: pd.DataFrame, irnet: dict, params: dict[str, Any]
-) -> dict:
+def pseudo_masks(cam_set: Mapping, image_index: pd.DataFrame, irnet: dict, params: Params) -> dict:
+    """Lazy pseudo-mask jobs of the configured refine mode on the images of ``cams.splits``."""
     settings = params["pseudo_masks"]
     device = stages.resolve_device(params["device"])
     model = jobs.trained_irnet(settings["irnet"], irnet, device) if irnet else None
