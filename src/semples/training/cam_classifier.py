@@ -71,11 +71,7 @@ def train_cam_classifier(
     task = engine.Task(
         name="CAM classifier",
         module=generator,
-        optimizer=torch.optim.AdamW(
-            [p for p in generator.parameters() if p.requires_grad],
-            lr=config.lr,
-            weight_decay=config.weight_decay,
-        ),
+        optimizer=engine.adamw(generator, config.lr, config.weight_decay),
         step=step,
         lr=partial(engine.cosine_lr, config.lr),
         checkpointed={"generator": generator},

@@ -126,6 +126,12 @@ def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * step / max(total_steps, 1)))
 
 
+def adamw(module: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the parameters of ``module`` that train (a frozen trunk's are left out)."""
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+
+
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA when ``enabled``; nothing on the CPU (fp32 there)."""
     if enabled and device.type == "cuda":

@@ -143,11 +143,7 @@ def train_stage(
     task = engine.Task(
         name=f"stage {config.stage}",
         module=module,
-        optimizer=torch.optim.AdamW(
-            [p for p in module.parameters() if p.requires_grad],
-            lr=config.effective_lr,
-            weight_decay=config.weight_decay,
-        ),
+        optimizer=engine.adamw(module, config.effective_lr, config.weight_decay),
         step=step,
         lr=partial(engine.cosine_lr, config.effective_lr),
         checkpointed={"generator": models.generator, "prompts": models.prompts},
