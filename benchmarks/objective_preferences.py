@@ -38,6 +38,7 @@ from semples.diagnostics import (
     stage2_view_by_object_count,
 )
 from semples.models import masks_for_pairs
+from semples.parameters import Generator
 from semples.training import stages
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,11 +106,12 @@ def main() -> None:
         "stage-1 generator": (load_state("06_models/stage1_checkpoint.pt") or {}).get("generator"),
         "stage-3 generator": (load_state("06_models/stage3_checkpoint.pt") or {}).get("generator"),
     }
+    settings = Generator(**params["generator"])
     masks = {}
     for name, state in generators.items():
         if state is None:
             continue
-        generator = stages.generator_module(params["generator"], len(names), state).eval()
+        generator = stages.generator_module(settings, len(names), state).eval()
         with torch.no_grad():
             logits = generator(images)
         masks[f"{name}'s masks"] = masks_for_pairs(

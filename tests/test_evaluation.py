@@ -15,7 +15,7 @@ from semples.data.toy_world import TOY_CLASSES
 from semples.datasets import MaskSetDataset
 from semples.evaluation import cam_report
 from semples.training import stages
-from toy_runs import CLASSES, generator_state, toy_params
+from toy_runs import CLASSES, generator_state, toy_run
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def toy(tmp_path_factory):
     """A toy index (with context maps) and the saved CAMs of its val scenes."""
     root = tmp_path_factory.mktemp("toy")
     index = make_toy_index(root / "scenes", num_train=2, num_val=4)
-    generator = stages.generator_module(toy_params()["generator"], len(TOY_CLASSES))
+    generator = stages.generator_module(toy_run().generator, len(TOY_CLASSES))
     generator.load_state_dict(generator_state(3))
     cam_set = MaskSetDataset(path=str(root / "cams"), version=Version(None, None), progress=False)
     cam_set.save(cam_jobs(generator, labelled_rows(index, ["val"]), [1.0], True))
@@ -33,7 +33,7 @@ def toy(tmp_path_factory):
 def test_cam_report_scores_every_stage_and_the_context_leak(toy):
     index, cam_set = toy
     initial, trained = generator_state(0), generator_state(1)
-    run = toy_params(loss_ablation="match_only")
+    run = toy_run(loss_ablation="match_only")
 
     states = {"initial": initial, "stage1": trained, "stage3": trained}
     report, _ = cam_report(cam_set, index, CLASSES, states, run)
@@ -63,7 +63,7 @@ def test_the_final_cams_and_stage3_agree_when_scored_alike(toy):
     index, cam_set = toy
     state = generator_state(3)
     states = {"initial": generator_state(0), "stage1": generator_state(1), "stage3": state}
-    report, _ = cam_report(cam_set, index, CLASSES, states, toy_params())
+    report, _ = cam_report(cam_set, index, CLASSES, states, toy_run())
     stage3 = report["stages"]["stage3"]
     assert stage3["miou"] == pytest.approx(report["miou"])
     assert stage3["context_leak"] == report["context_leak"]
@@ -73,6 +73,6 @@ def test_without_context_maps_the_leak_is_null(toy):
     index, cam_set = toy
     state = generator_state(0)
     states = {"initial": state, "stage1": state, "stage3": state}
-    report, _ = cam_report(cam_set, index.assign(context_path=None), CLASSES, states, toy_params())
+    report, _ = cam_report(cam_set, index.assign(context_path=None), CLASSES, states, toy_run())
     assert report["context_leak"] is None
     assert all(entry["context_leak"] is None for entry in report["stages"].values())

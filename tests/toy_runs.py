@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from semples.data.toy_world import TOY_CLASSES
+from semples.parameters import PseudoLabels, parse_section
 from semples.training import stages
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -27,6 +28,19 @@ def toy_params(**train) -> dict:
     return params
 
 
+def toy_run(changes: dict[str, object] | None = None, **train) -> PseudoLabels:
+    """:func:`toy_params` as the library takes them: parsed by the schema, after ``changes``
+    (dotted keys, e.g. ``{"generator.cam_pretraining": None}``)."""
+    params = toy_params(**train)
+    for dotted, value in (changes or {}).items():
+        *parents, key = dotted.split(".")
+        section = params
+        for parent in parents:
+            section = section[parent]
+        section[key] = value
+    return parse_section("pseudo_labels", params)
+
+
 def generator_state(seed: int) -> dict:
     torch.manual_seed(seed)
-    return stages.generator_module(toy_params()["generator"], len(TOY_CLASSES)).state_dict()
+    return stages.generator_module(toy_run().generator, len(TOY_CLASSES)).state_dict()

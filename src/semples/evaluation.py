@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 from semples import cams, viz
 from semples.data.images import read_rgb
 from semples.metrics import evaluate_label_maps
-from semples.parameters import report_params
+from semples.parameters import PseudoLabels
 from semples.refine import irn_scores, jobs
 from semples.training import stages
 
@@ -34,11 +34,11 @@ def _evaluated(image_index: pd.DataFrame, split: str, saved, num_classes: int):
     return rows, cams.gt_mask_loaders(rows, num_classes)
 
 
-def _report_params(params: dict[str, Any], classes: dict) -> dict[str, Any]:
+def _report_params(run: PseudoLabels, classes: dict) -> dict[str, Any]:
     """The section's parameters plus the dataset, so that runs on different data are told
     apart."""
     return {
-        **report_params("pseudo_labels", params),
+        **run.model_dump(mode="json"),
         "dataset": classes.get("dataset"),
         "dataset_params": classes.get("dataset_params"),
     }
@@ -50,26 +50,26 @@ def _leak_text(report: dict[str, Any]) -> str:
 
 
 def _score_stages(
-    states: dict[str, dict], rows: pd.DataFrame, gt, contexts, names: list, params: dict
+    states: dict[str, dict], rows: pd.DataFrame, gt, contexts, names: list, run: PseudoLabels
 ) -> dict[str, dict]:
     """Each stage's generator scored in memory on the evaluation rows, logged one per line."""
-    evaluation = params["evaluation"]
-    device = stages.resolve_device(params["device"])
+    evaluation = run.evaluation
+    device = stages.resolve_device(run.device)
 
     def score(name: str, state: dict) -> dict:
-        generator = stages.generator_module(params["generator"], len(names), state).to(device)
+        generator = stages.generator_module(run.generator, len(names), state).to(device)
         report = cams.evaluate_generator(
-            generator, rows, gt, names, evaluation["thresholds"],
-            evaluation["stage_scales"], evaluation["stage_flip"], device, contexts,
+            generator, rows, gt, names, evaluation.thresholds,
+            evaluation.stage_scales, evaluation.stage_flip, device, contexts,
         )  # fmt: skip
         return {**report, "source": STAGE_WEIGHTS[name]}
 
-    skipped = {f"stage{n}": reason for n, reason in stages.skipped_stages(params).items()}
+    skipped = {f"stage{n}": reason for n, reason in stages.skipped_stages(run).items()}
     reports = cams.evaluate_stages(states, skipped, score)
     for name, report in reports.items():
         logger.info(
             "CAM mIoU of %s on %s (%s, scales %s): %.4f at threshold %.2f%s%s",
-            *(name, evaluation["split"], report["source"], report["scales"]),
+            *(name, evaluation.split, report["source"], report["scales"]),
             *(report["miou"], report["best_threshold"], _leak_text(report)),
             f" (skipped: {report['skip_reason']})" if report["skipped"] else "",
         )
@@ -81,28 +81,28 @@ def cam_report(
     image_index: pd.DataFrame,
     classes: dict,
     states: dict[str, dict],
-    params: dict[str, Any],
+    run: PseudoLabels,
 ) -> tuple[dict[str, Any], Figure]:
     """The CAM report (``cam_metrics.json``): the saved CAMs over the evaluation split at every
     background threshold, each stage's generator in ``states`` (``initial``, ``stage1``,
     ``stage3``: generator weights) scored alike in memory, the context leak, the run's
     parameters; and the overlay figure of the first few images."""
     names = classes["class_names"]
-    evaluation = params["evaluation"]
-    split = evaluation["split"]
+    evaluation = run.evaluation
+    split = evaluation.split
     rows, gt = _evaluated(image_index, split, cam_set, len(names))
     contexts = cams.context_map_loaders(rows, len(names))
     report = cams.evaluate_cams(
-        {i: cam_set[i] for i in rows["id"]}, gt, names, evaluation["thresholds"], contexts
+        {i: cam_set[i] for i in rows["id"]}, gt, names, evaluation.thresholds, contexts
     )
     logger.info(
         "CAM mIoU on %s: %.4f at threshold %.2f (trivial map: %.4f, %d images)%s",
         *(split, report["miou"], report["best_threshold"]),
         *(report["trivial_miou"], report["num_images"], _leak_text(report)),
     )
-    report["stages"] = _score_stages(states, rows, gt, contexts, names, params)
-    report.update(split=split, params=_report_params(params, classes))
-    shown = rows.head(evaluation["overlay_images"])
+    report["stages"] = _score_stages(states, rows, gt, contexts, names, run)
+    report.update(split=split, params=_report_params(run, classes))
+    shown = rows.head(evaluation.overlay_images)
     figure = viz.cam_overlay_figure(
         [read_rgb(p) for p in shown["image_path"]],
         [cam_set.read(i) for i in shown["id"]],
@@ -119,56 +119,58 @@ def pseudo_mask_report(
     irnet: dict,
     image_index: pd.DataFrame,
     classes: dict,
-    params: dict[str, Any],
+    run: PseudoLabels,
 ) -> dict[str, Any]:
     """The pseudo-mask report (``pseudo_mask_metrics.json``): the pseudo masks over the
     evaluation split, the CAMs they came from at the run's threshold, the context leak, and in
     the IRN modes IRN's intermediate results (IR labels, edge map, walk)."""
-    settings = params["pseudo_masks"]
+    settings = run.pseudo_masks
     names = ["background", *classes["class_names"]]
-    split = params["evaluation"]["split"]
+    split = run.evaluation.split
     rows, gt = _evaluated(image_index, split, mask_set, len(classes["class_names"]))
     contexts = cams.context_map_loaders(rows, len(classes["class_names"]))
     report = evaluate_label_maps({i: mask_set[i] for i in rows["id"]}, gt, names, contexts)
     thresholded = jobs.pseudo_mask_jobs(
-        cam_set, rows, "none", {"cam_threshold": settings["cam_threshold"]}
+        cam_set, rows, "none", {"cam_threshold": settings.cam_threshold}
     )
     report["cam_miou"] = evaluate_label_maps(thresholded, gt, names)["miou"]
     report.update(
         split=split,
-        refine=settings["refine"],
-        params=_report_params(params, classes),
+        refine=settings.refine,
+        params=_report_params(run, classes),
     )
     logger.info(
         "Pseudo-mask mIoU on %s (%s): %.4f%s; the CAMs they came from at threshold %.2f: %.4f",
-        *(split, settings["refine"], report["miou"], _leak_text(report)),
-        *(settings["cam_threshold"], report["cam_miou"]),
+        *(split, settings.refine, report["miou"], _leak_text(report)),
+        *(settings.cam_threshold, report["cam_miou"]),
     )
-    if settings["refine"].startswith("irn"):
+    if settings.refine.startswith("irn"):
         report["irn"] = _irn_diagnostics(
-            cam_set, ir_label_set, irnet, rows, gt, contexts, classes["class_names"], params
+            cam_set, ir_label_set, irnet, rows, gt, contexts, classes["class_names"], run
         )
         _log_irn(report["irn"])
     return report
 
 
 def _irn_diagnostics(
-    cam_set, ir_label_set, irnet: dict, rows: pd.DataFrame, gt, contexts, class_names, params
+    cam_set, ir_label_set, irnet: dict, rows: pd.DataFrame, gt, contexts, class_names,
+    run: PseudoLabels,
 ) -> dict[str, Any]:
     """The evaluated rows' IR labels, edge maps and walk scores against the ground truth."""
-    settings = params["pseudo_masks"]
+    settings = run.pseudo_masks
+    walk = settings.walk.model_dump()
     missing = sorted(set(rows["id"]) - set(ir_label_set))
     if missing:
         raise KeyError(f"no IR labels for {len(missing)} evaluated image(s), e.g. {missing[:5]}")
-    device = stages.resolve_device(params["device"])
-    model = jobs.trained_irnet(settings["irnet"], irnet, device)
+    device = stages.resolve_device(run.device)
+    model = jobs.trained_irnet(settings.irnet, irnet, device)
     evaluated = {i: cam_set[i] for i in rows["id"]}
     return irn_scores.irn_diagnostics(
         {i: ir_label_set[i] for i in rows["id"]},
-        jobs.walk_jobs(cam_set, rows, settings["walk"], model, device),
-        gt, class_names, params["evaluation"]["thresholds"], settings["walk"]["bg_threshold"],
+        jobs.walk_jobs(cam_set, rows, walk, model, device),
+        gt, class_names, run.evaluation.thresholds, settings.walk.bg_threshold,
         contexts, edge_stride=model.stride,
-        perfect_edge_walks=irn_scores.gt_edge_walks(evaluated, gt, settings["walk"], model.stride),
+        perfect_edge_walks=irn_scores.gt_edge_walks(evaluated, gt, walk, model.stride),
     )  # fmt: skip
 
 

@@ -1,10 +1,12 @@
 """The steps of the ``pseudo_labels`` job from its parameter section, Kedro-free.
 
-Each pipeline node of ``pseudo_labels`` is one of these functions (or a report of
-:mod:`semples.evaluation`): they decide what a run's parameters make of each step -- skipped
-(real CLIP weights, an ablation without a stage, a refine mode without IRNet) or run, on which
-images and device -- and hand the work to the library (:mod:`semples.clip.toy`,
-:mod:`semples.training.stages`, :mod:`semples.cams`, :mod:`semples.refine.jobs`).
+Each pipeline node of ``pseudo_labels`` is one of these functions. Each turns the section it
+gets from Kedro into the typed config once (``parameters.parse_section``, the schema that
+validated it before the run) and hands typed objects to the library, which never sees the
+dictionary: it decides what the run makes of each step -- skipped (real CLIP weights, an
+ablation without a stage, a refine mode without IRNet) or run, on which images and device --
+and calls :mod:`semples.clip.toy`, :mod:`semples.training.stages`, :mod:`semples.cams`,
+:mod:`semples.refine.jobs` and :mod:`semples.evaluation`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,18 @@ from matplotlib.figure import Figure
 
 from semples import cams, evaluation, viz
 from semples.clip.toy import pretrain_toy_clip
+from semples.data.toy_world import ToyWorldConfig
+from semples.parameters import PseudoLabels, parse_section
 from semples.refine import jobs
 from semples.training import stages
 
 logger = logging.getLogger(__name__)
 
 Params = Mapping[str, Any]
+
+
+def _typed(params: Params) -> PseudoLabels:
+    return parse_section("pseudo_labels", params)
 _SUMMARY_EXCLUDED = ("epoch", "lr", "note")
 
 
@@ -32,14 +40,15 @@ def toy_clip(
 ) -> tuple[dict, pd.DataFrame, dict[str, Any]]:
     """The toy CLIP pretrained on the captioned set, its history and zero-shot report; nothing
     (and a note saying why) when the run configures real CLIP weights."""
-    if not stages.uses_toy_clip(params["clip"]):
-        reason = f"real CLIP weights configured ({params['clip']['name']})"
+    run = _typed(params)
+    if not stages.uses_toy_clip(run.clip):
+        reason = f"real CLIP weights configured ({run.clip.name})"
         logger.info("Toy CLIP pretraining skipped: %s", reason)
         return {}, pd.DataFrame({"note": [reason]}), {"skipped": True, "reason": reason}
-    train = params["train"]
     state, history, report = pretrain_toy_clip(
-        caption_index, world, params["toy_clip"], train["checkpoint_dir"], train["processes"]
-    )
+        caption_index, ToyWorldConfig(**world), run.toy_clip.pretraining,
+        run.toy_clip.zero_shot_images, run.train.checkpoint_dir, run.train.processes,
+    )  # fmt: skip
     logger.info("Toy CLIP zero-shot on held-out scenes: %s", report)
     return state, history, report
 
@@ -48,14 +57,13 @@ def initial_generator(
     image_index: pd.DataFrame, classes: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
     """S's initial weights (the CAM classifier) and the history of training them."""
-    return stages.initial_generator_state(params, image_index, len(classes["class_names"]))
+    return stages.initial_generator_state(_typed(params), image_index, len(classes["class_names"]))
 
 
-def _inputs(stage: int, image_index, classes, clip_weights, params, **kwargs) -> stages.StageInputs:
+def _inputs(stage: int, image_index, classes, clip_weights, run, **kwargs) -> stages.StageInputs:
     return stages.StageInputs(
-        stage=stage, params=params, image_index=image_index,
-        class_names=classes["class_names"], clip_state=clip_weights,
-        checkpoint_dir=params["train"]["checkpoint_dir"], **kwargs,
+        stage=stage, run=run, image_index=image_index, class_names=classes["class_names"],
+        clip_state=clip_weights, checkpoint_dir=run.train.checkpoint_dir, **kwargs,
     )  # fmt: skip
 
 
@@ -63,11 +71,12 @@ def stage1(
     image_index: pd.DataFrame, classes: dict, clip_weights: dict, initial: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
     """Stage 1's generator (with the initial one, which stage 3 may restart from)."""
-    skipped = stages.skipped_stages(params)
+    run = _typed(params)
+    skipped = stages.skipped_stages(run)
     if 1 in skipped:
         history = stages.skipped_history(1, skipped[1])
         return {"generator": initial, "initial_generator": initial}, history
-    inputs = _inputs(1, image_index, classes, clip_weights, params, generator_state=initial)
+    inputs = _inputs(1, image_index, classes, clip_weights, run, generator_state=initial)
     state, history = stages.run_stage_launched(inputs)
     return {"generator": state["generator"], "initial_generator": initial}, history
 
@@ -76,12 +85,12 @@ def stage2(
     image_index: pd.DataFrame, classes: dict, clip_weights: dict, stage1: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
     """The learned background prompts (nothing when the run does not learn them)."""
-    skipped = stages.skipped_stages(params)
+    run = _typed(params)
+    skipped = stages.skipped_stages(run)
     if 2 in skipped:
         return {}, stages.skipped_history(2, skipped[2])
-    inputs = _inputs(
-        2, image_index, classes, clip_weights, params, generator_state=stage1["generator"]
-    )
+    generator = stage1["generator"]
+    inputs = _inputs(2, image_index, classes, clip_weights, run, generator_state=generator)
     state, history = stages.run_stage_launched(inputs)
     return state["prompts"], history
 
@@ -95,14 +104,15 @@ def stage3(
     params: Params,
 ) -> tuple[dict, pd.DataFrame]:
     """Stage 3's generator (stage 1's when the run has no stage 3)."""
-    skipped = stages.skipped_stages(params)
+    run = _typed(params)
+    skipped = stages.skipped_stages(run)
     if 3 in skipped:
         return {"generator": stage1["generator"]}, stages.skipped_history(3, skipped[3])
     inputs = _inputs(
-        3, image_index, classes, clip_weights, params,
-        generator_state=stages.stage3_initial_state(stage1, params["train"]["stage3_init"]),
+        3, image_index, classes, clip_weights, run,
+        generator_state=stages.stage3_initial_state(stage1, run.train.stage3_init),
         prompts_state=prompts,
-        background_texts=stages.background_texts(params, classes["class_names"]),
+        background_texts=stages.background_texts(run, classes["class_names"]),
     )  # fmt: skip
     state, history = stages.run_stage_launched(inputs)
     return {"generator": state["generator"]}, history
@@ -119,12 +129,13 @@ def training_summary(
 
 def cam_set(image_index: pd.DataFrame, classes: dict, stage3: dict, params: Params) -> dict:
     """Lazy multi-scale CAM jobs of stage 3's generator on the images of ``cams.splits``."""
-    device = stages.resolve_device(params["device"])
+    run = _typed(params)
+    device = stages.resolve_device(run.device)
     generator = stages.generator_module(
-        params["generator"], len(classes["class_names"]), stage3["generator"]
+        run.generator, len(classes["class_names"]), stage3["generator"]
     ).to(device)
-    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
-    return cams.cam_jobs(generator, rows, params["cams"]["scales"], params["cams"]["flip"], device)
+    rows = cams.labelled_rows(image_index, run.cams.splits)
+    return cams.cam_jobs(generator, rows, run.cams.scales, run.cams.flip, device)
 
 
 def cam_report(
@@ -138,34 +149,55 @@ def cam_report(
 ) -> tuple[dict[str, Any], Figure]:
     """The CAM report: the final CAMs and the initial, stage-1 and stage-3 generators."""
     states = {"initial": initial, "stage1": stage1["generator"], "stage3": stage3["generator"]}
-    return evaluation.cam_report(cam_set, image_index, classes, states, params)
+    return evaluation.cam_report(cam_set, image_index, classes, states, _typed(params))
 
 
 def ir_labels(cam_set: Mapping, image_index: pd.DataFrame, params: Params) -> dict:
     """IRN's confident-region labels of the CAMs (none when the refine mode has no IRN)."""
-    settings = params["pseudo_masks"]
-    if not settings["refine"].startswith("irn"):
+    run = _typed(params)
+    settings = run.pseudo_masks
+    if not settings.refine.startswith("irn"):
         return {}
-    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
-    return jobs.ir_label_jobs(cam_set, rows, settings["ir_labels"], settings["crf"])
+    rows = cams.labelled_rows(image_index, run.cams.splits)
+    return jobs.ir_label_jobs(
+        cam_set, rows, settings.ir_labels.model_dump(), settings.crf.model_dump()
+    )
 
 
 def irnet(ir_label_set: Mapping, image_index: pd.DataFrame, params: Params):
     """IRNet trained on the IR labels, and its history (nothing when the mode has no IRN)."""
-    mode = params["pseudo_masks"]["refine"]
+    run = _typed(params)
+    mode = run.pseudo_masks.refine
     if not mode.startswith("irn"):
         reason = f"refine mode {mode!r} does not use IRNet"
         logger.info("IRNet training skipped: %s", reason)
         return {}, pd.DataFrame({"note": [reason]})
-    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
-    return jobs.fit_irnet(ir_label_set, rows, params, stages.resolve_device(params["device"]))
+    rows = cams.labelled_rows(image_index, run.cams.splits)
+    device = stages.resolve_device(run.device)
+    return jobs.fit_irnet(ir_label_set, rows, run.pseudo_masks.irnet, run.train, run.seed, device)
 
 
 def pseudo_masks(cam_set: Mapping, image_index: pd.DataFrame, irnet: dict, params: Params) -> dict:
     """Lazy pseudo-mask jobs of the configured refine mode on the images of ``cams.splits``."""
-    settings = params["pseudo_masks"]
-    device = stages.resolve_device(params["device"])
-    model = jobs.trained_irnet(settings["irnet"], irnet, device) if irnet else None
-    rows = cams.labelled_rows(image_index, params["cams"]["splits"])
-    options = {key: settings[key] for key in ("cam_threshold", "walk", "crf")}
-    return jobs.pseudo_mask_jobs(cam_set, rows, settings["refine"], options, model, device)
+    run = _typed(params)
+    settings = run.pseudo_masks
+    device = stages.resolve_device(run.device)
+    model = jobs.trained_irnet(settings.irnet, irnet, device) if irnet else None
+    rows = cams.labelled_rows(image_index, run.cams.splits)
+    options = settings.model_dump(include={"cam_threshold", "walk", "crf"})
+    return jobs.pseudo_mask_jobs(cam_set, rows, settings.refine, options, model, device)
+
+
+def pseudo_mask_report(
+    mask_set: Mapping,
+    cam_set: Mapping,
+    ir_label_set: Mapping,
+    irnet: dict,
+    image_index: pd.DataFrame,
+    classes: dict,
+    params: Params,
+) -> dict[str, Any]:
+    """The pseudo-mask report (:func:`semples.evaluation.pseudo_mask_report`)."""
+    return evaluation.pseudo_mask_report(
+        mask_set, cam_set, ir_label_set, irnet, image_index, classes, _typed(params)
+    )

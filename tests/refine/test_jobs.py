@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from semples.parameters import Irnet
 from semples.refine.irnet import IRNet
 from semples.refine.jobs import (
     fit_irnet,
@@ -17,6 +18,7 @@ from semples.refine.jobs import (
     trained_irnet,
     walk_jobs,
 )
+from toy_runs import toy_run
 
 
 @pytest.fixture()
@@ -55,7 +57,7 @@ def test_missing_cams_and_missing_irnet_are_named(scene):
 
 
 def test_irnet_config_takes_the_run_seed_and_step_cap():
-    settings = {"backbone": "small", "weights": None, "epochs": 2, "batch_size": 4}
+    settings = Irnet(backbone="small", epochs=2, batch_size=4)
     config = irnet_config(settings, seed=3, max_steps=5)
     assert (config.seed, config.max_steps, config.epochs, config.batch_size) == (3, 5, 2, 4)
     assert irnet_config(settings, seed=0, max_steps=None).max_steps is None
@@ -65,16 +67,12 @@ def test_irnet_config_takes_the_run_seed_and_step_cap():
 def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path, image_scale):
     rows, cams = scene
     labels = ir_label_jobs(cams, rows, {"fg_threshold": 0.3, "bg_threshold": 0.05}, {})
-    settings = {"backbone": "small", "batch_size": 2, "crop_size": None, "image_scale": image_scale}
-    params = {
-        "seed": 0,
-        "train": {"max_steps": 2, "checkpoint_dir": str(tmp_path / "resume")},
-        "pseudo_masks": {"irnet": settings},
-    }
-    state, history = fit_irnet(labels, rows, params, torch.device("cpu"))
+    settings = Irnet(backbone="small", batch_size=2, crop_size=None, image_scale=image_scale)
+    train = toy_run(max_steps=2, checkpoint_dir=str(tmp_path / "resume")).train
+    state, history = fit_irnet(labels, rows, settings, train, 0, torch.device("cpu"))
     assert len(history) == 2 and np.isfinite(history["total"]).all()
     assert not any((tmp_path / "resume").glob("*.pt"))  # the epoch checkpoint is removed
-    model = trained_irnet(params["pseudo_masks"]["irnet"], state, torch.device("cpu"))
+    model = trained_irnet(settings, state, torch.device("cpu"))
     assert isinstance(model, IRNet) and not model.training
     assert model.stride == 4 // image_scale
     masks = pseudo_mask_jobs(cams, rows, "irn", {"cam_threshold": 0.3}, model)
@@ -82,23 +80,19 @@ def test_fit_irnet_trains_resumably_and_the_state_loads(scene, tmp_path, image_s
     edge = walk_jobs(cams, rows, {}, model)["img0"]()["edge"]
     assert edge.shape == (32 // model.stride,) * 2
     with pytest.raises(ValueError, match="no IR labels for the images"):
-        fit_irnet({}, rows, params, torch.device("cpu"))
+        fit_irnet({}, rows, settings, train, 0, torch.device("cpu"))
 
 
 def test_fit_irnet_in_two_ddp_processes(scene, tmp_path):
     rows, cams = scene
     jobs = ir_label_jobs(cams, rows, {"fg_threshold": 0.3, "bg_threshold": 0.05}, {})
     labels = {key: partial(np.copy, job()) for key, job in jobs.items()}  # picklable loaders
-    params = {
-        "seed": 0,
-        "train": {"max_steps": None, "checkpoint_dir": str(tmp_path), "processes": 2},
-        "pseudo_masks": {"irnet": {"backbone": "small", "batch_size": 1, "epochs": 2,
-                                   "crop_size": None}},
-    }  # fmt: skip
-    state, history = fit_irnet(labels, rows, params, torch.device("cpu"))
+    settings = Irnet(backbone="small", batch_size=1, epochs=2, crop_size=None)
+    train = toy_run(max_steps=None, checkpoint_dir=str(tmp_path), processes=2).train
+    state, history = fit_irnet(labels, rows, settings, train, 0, torch.device("cpu"))
     # 2 images dealt to 2 processes, batch 1: one synchronised step per epoch.
     assert history["step"].tolist() == [1, 2] and np.isfinite(history["total"]).all()
-    assert trained_irnet(params["pseudo_masks"]["irnet"], state, torch.device("cpu"))
+    assert trained_irnet(settings, state, torch.device("cpu"))
     assert not list(tmp_path.glob("*.pt"))
 
 

@@ -52,11 +52,11 @@ def test_unknown_ablation_is_named():
         stage_config(1, {"loss_ablation": "nope"}, {})
 
 
-def test_budget_config_takes_the_run_seed_and_cap_unless_the_cap_is_unset():
+def test_with_budget_takes_the_run_seed_and_cap_unless_the_cap_is_unset():
     from semples.training.cam_classifier import CamClassifierConfig
-    from semples.training.config import budget_config
+    from semples.training.config import with_budget
 
-    settings = {"epochs": 2, "batch_size": 4, "lr": 0.1, "weight_decay": 0.0}
-    capped = budget_config(CamClassifierConfig, settings, seed=7, max_steps=3)
+    settings = CamClassifierConfig(epochs=2, batch_size=4, lr=0.1, weight_decay=0.0, max_steps=9)
+    capped = with_budget(settings, seed=7, max_steps=3)
     assert (capped.seed, capped.max_steps, capped.epochs) == (7, 3, 2)
-    assert budget_config(CamClassifierConfig, settings, 7, None).max_steps is None
+    assert with_budget(settings, 7, None).max_steps == 9  # no cap: the config's own

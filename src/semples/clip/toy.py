@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import asdict
 from functools import partial
 from pathlib import Path
@@ -24,13 +23,15 @@ from semples.training import distributed
 
 def pretrain_toy_clip(
     caption_index: pd.DataFrame,
-    world: Mapping[str, Any],
-    settings: Mapping[str, Any],
+    world: ToyWorldConfig,
+    config: PretrainConfig,
+    zero_shot_images: int,
     checkpoint_dir: str | None = None,
     processes: int = 1,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, dict[str, Any]]:
     """Pretrain the toy CLIP on the captioned scenes; its weights (open_clip state dict), the
-    loss history and its zero-shot accuracy on held-out scenes (object and context names).
+    loss history and its zero-shot accuracy on ``zero_shot_images`` held-out scenes of
+    ``world`` (object and context names).
 
     Training runs in ``processes`` DDP processes when above 1, and resumes from its epoch
     checkpoint in ``checkpoint_dir`` after an interruption (deleted once training ends).
@@ -39,7 +40,6 @@ def pretrain_toy_clip(
         raise ValueError(
             "the caption index is empty: the toy CLIP needs the toy world's captioned set"
         )
-    config = PretrainConfig(**settings["pretraining"])
     checkpoint = scratch_checkpoint(
         checkpoint_dir, "toy_clip", config=asdict(config), images=list(caption_index["id"]),
         captions=list(caption_index["caption"]),
@@ -52,10 +52,9 @@ def pretrain_toy_clip(
     model.load_state_dict(state)
     frozen = FrozenClip(model, TOY_CLIP)
     report = toy_zero_shot_report(
-        frozen.encode_images, frozen.encode_texts, ToyWorldConfig(**world),
-        num_images=settings["zero_shot_images"],
-    )  # fmt: skip
-    report["params"] = {"clip": TOY_CLIP, "pretraining": dict(settings["pretraining"])}
+        frozen.encode_images, frozen.encode_texts, world, num_images=zero_shot_images
+    )
+    report["params"] = {"clip": TOY_CLIP, "pretraining": asdict(config)}
     return state, history, report
 
 

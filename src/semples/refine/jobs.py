@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,10 @@ from semples.refine.irnet import IRNet, predict_edge
 from semples.refine.irnet_training import IrLabelDataset, IrnetConfig, train_irnet
 from semples.refine.pseudo_masks import ir_label, propagated_scores, pseudo_mask
 from semples.training import distributed
-from semples.training.config import budget_config
+from semples.training.config import with_budget
+
+if TYPE_CHECKING:
+    from semples.parameters import Irnet, Train
 
 CamSet = Mapping[str, Callable[[], Mapping[str, np.ndarray]]]
 
@@ -48,54 +51,49 @@ def ir_label_jobs(
     }
 
 
-_MODEL_KEYS = ("backbone", "weights", "image_scale")
+_MODEL_KEYS = {"backbone", "weights", "image_scale"}
 
 
-def irnet_config(settings: Mapping[str, Any], seed: int, max_steps: int | None) -> IrnetConfig:
+def irnet_config(settings: Irnet, seed: int, max_steps: int | None) -> IrnetConfig:
     """The training config of ``pseudo_masks.irnet`` (``max_steps``: the run's step cap)."""
-    options = {k: v for k, v in settings.items() if k not in _MODEL_KEYS}
-    return budget_config(IrnetConfig, options, seed, max_steps)
+    return with_budget(IrnetConfig(**settings.model_dump(exclude=_MODEL_KEYS)), seed, max_steps)
 
 
 def fit_irnet(
     ir_labels: Mapping[str, Callable[[], np.ndarray]],
     rows: pd.DataFrame,
-    params: Mapping[str, Any],
+    settings: Irnet,
+    train: Train,
+    seed: int,
     device: torch.device,
 ) -> tuple[dict, pd.DataFrame]:
     """Train IRNet on the IR labels of ``rows``: its state dict and loss history.
 
-    Seeded by ``params["seed"]``, capped by ``train.max_steps``, in ``train.processes`` DDP
-    processes when above 1 (the label loaders must then be picklable, as a saved mask set's
-    are); an epoch checkpoint in ``train.checkpoint_dir`` (named by a fingerprint of config and
-    images) is resumed from by an interrupted run with the same settings and deleted once
-    training ends.
+    Seeded by ``seed``, capped by ``train.max_steps``, in ``train.processes`` DDP processes when
+    above 1 (the label loaders must then be picklable, as a saved mask set's are); an epoch
+    checkpoint in ``train.checkpoint_dir`` (named by a fingerprint of config and images) is
+    resumed from by an interrupted run with the same settings and deleted once training ends.
     """
     rows = rows[rows["id"].isin(list(ir_labels))]
     if rows.empty:
         raise ValueError("no IR labels for the images to train IRNet on: run make_ir_labels")
     labels = [ir_labels[i] for i in rows["id"]]
-    processes = int(params["train"].get("processes", 1))
-    return distributed.launched(_fit_irnet, (labels, rows, params, device), processes)
+    inputs = (labels, rows, settings, train, seed, device)
+    return distributed.launched(_fit_irnet, inputs, train.processes)
 
 
-def _fit_irnet(
-    inputs: tuple[list[Callable[[], np.ndarray]], pd.DataFrame, Mapping[str, Any], torch.device],
-    progress: bool,
-) -> tuple[dict, pd.DataFrame]:
-    labels, rows, params, device = inputs
-    settings = params["pseudo_masks"]["irnet"]
-    config = irnet_config(settings, params["seed"], params["train"].get("max_steps"))
+def _fit_irnet(inputs: tuple, progress: bool) -> tuple[dict, pd.DataFrame]:
+    labels, rows, settings, train, seed, device = inputs
+    config = irnet_config(settings, seed, train.max_steps)
     torch.manual_seed(config.seed)
-    model = IRNet(settings["backbone"], settings.get("weights"), settings.get("image_scale", 1))
+    model = IRNet(settings.backbone, settings.weights, settings.image_scale)
     dataset = IrLabelDataset(
         [partial(read_rgb, path) for path in rows["image_path"]], labels,
         crop_size=config.crop_size, hflip=True, seed=config.seed, stride=model.stride,
     )  # fmt: skip
     checkpoint = scratch_checkpoint(
-        params["train"].get("checkpoint_dir"), "irnet", irnet=dict(settings),
-        images=list(rows["id"]),
-    )  # fmt: skip
+        train.checkpoint_dir, "irnet", irnet=settings.model_dump(), images=list(rows["id"])
+    )
     history = train_irnet(
         model, dataset, config, checkpoint, distributed.process_device(device), progress
     )
@@ -105,10 +103,10 @@ def _fit_irnet(
 
 
 def trained_irnet(
-    settings: Mapping[str, Any], state: Mapping[str, torch.Tensor], device: torch.device
+    settings: Irnet, state: Mapping[str, torch.Tensor], device: torch.device
 ) -> IRNet:
     """IRNet of ``settings`` with the trained ``state``, in eval mode on ``device``."""
-    model = IRNet(settings["backbone"], image_scale=settings.get("image_scale", 1))
+    model = IRNet(settings.backbone, image_scale=settings.image_scale)
     model.load_state_dict(state)
     return model.to(device).eval()
 

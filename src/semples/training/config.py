@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -15,14 +14,10 @@ TRAINABLE_PARTS = ("all", "head")
 T = TypeVar("T")
 
 
-def budget_config(
-    config_class: type[T], settings: Mapping[str, Any], seed: int, max_steps: int | None
-) -> T:
-    """A training config (``CamClassifierConfig``, ``IrnetConfig``) from its parameter section,
-    with the run's seed and, when set, the run's step cap (``train.max_steps``)."""
-    return config_class(
-        **{"seed": seed, **settings, **({"max_steps": max_steps} if max_steps else {})}
-    )
+def with_budget(config: T, seed: int, max_steps: int | None) -> T:
+    """A typed training config (``CamClassifierConfig``, ``IrnetConfig``) with the run's seed
+    and, when set, the run's step cap (``train.max_steps``)."""
+    return replace(config, seed=seed, **({"max_steps": max_steps} if max_steps else {}))
 
 
 def check_budget(config: Any) -> None:

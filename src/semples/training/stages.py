@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import torch
@@ -27,9 +27,12 @@ from semples.clip.prompts import PromptLearner
 from semples.data.images import Augmentation, LabelledImages
 from semples.models import build_mask_generator
 from semples.training import distributed
-from semples.training.cam_classifier import CamClassifierConfig, train_cam_classifier
-from semples.training.config import StageConfig, budget_config, stage_config
+from semples.training.cam_classifier import train_cam_classifier
+from semples.training.config import StageConfig, stage_config, with_budget
 from semples.training.loop import StageModels, train_stage
+
+if TYPE_CHECKING:
+    from semples.parameters import Clip, Generator, PseudoLabels
 
 logger = logging.getLogger(__name__)
 
@@ -43,44 +46,37 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def uses_toy_clip(clip_params: Mapping[str, Any]) -> bool:
+def uses_toy_clip(clip: Clip) -> bool:
     """The toy CLIP is pretrained by the pipeline unless real weights are configured."""
-    return (
-        clip_params["name"] == TOY_CLIP
-        and not clip_params.get("weights")
-        and not clip_params.get("pretrained")
-    )
+    return clip.name == TOY_CLIP and not clip.weights and not clip.pretrained
 
 
 def frozen_clip(
-    clip_params: Mapping[str, Any], toy_state: Mapping[str, torch.Tensor], device: torch.device
+    clip: Clip, toy_state: Mapping[str, torch.Tensor], device: torch.device
 ) -> FrozenClip:
     """The frozen CLIP of the run: real weights (tag or file) when configured, else the toy
     CLIP the pipeline pretrained."""
-    if uses_toy_clip(clip_params):
+    if uses_toy_clip(clip):
         if not toy_state:
             raise ValueError("the toy CLIP has no pretrained weights: run its pretraining node")
-        clip = load_clip(TOY_CLIP, state_dict=toy_state, precision=clip_params["precision"])
+        model = load_clip(TOY_CLIP, state_dict=toy_state, precision=clip.precision)
     else:
-        clip = load_clip(
-            clip_params["name"],
-            pretrained=clip_params.get("pretrained"),
-            weights=clip_params.get("weights"),
-            precision=clip_params["precision"],
+        model = load_clip(
+            clip.name, pretrained=clip.pretrained, weights=clip.weights, precision=clip.precision
         )
-    return clip.to(device)
+    return model.to(device)
 
 
 def generator_module(
-    settings: Mapping[str, Any], num_classes: int, state: Mapping[str, torch.Tensor] | None = None
+    settings: Generator, num_classes: int, state: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:
     """The configured generator (``arch``, ``options``), with ``state`` when given, else its
     initial weights (random, or the configured ``weights`` file)."""
     generator = build_mask_generator(
-        settings["arch"],
+        settings.arch,
         num_classes,
-        weights=None if state is not None else settings.get("weights"),
-        **settings.get("options", {}),
+        weights=None if state is not None else settings.weights,
+        **settings.options,
     )
     if state is not None:
         generator.load_state_dict(state)
@@ -88,7 +84,7 @@ def generator_module(
 
 
 def initial_generator_state(
-    params: Mapping[str, Any], image_index: pd.DataFrame, num_classes: int
+    run: PseudoLabels, image_index: pd.DataFrame, num_classes: int
 ) -> tuple[dict, pd.DataFrame]:
     """S's initial weights and the history of making them.
 
@@ -98,28 +94,27 @@ def initial_generator_state(
     processes when that is above 1, resumable from its epoch checkpoint in
     ``train.checkpoint_dir``. Without it the history is empty.
     """
-    processes = int(params["train"].get("processes", 1))
-    return distributed.launched(_initial_generator, (params, image_index, num_classes), processes)
+    inputs = (run, image_index, num_classes)
+    return distributed.launched(_initial_generator, inputs, run.train.processes)
 
 
 def _initial_generator(
-    inputs: tuple[Mapping[str, Any], pd.DataFrame, int], progress: bool
+    inputs: tuple[PseudoLabels, pd.DataFrame, int], progress: bool
 ) -> tuple[dict, pd.DataFrame]:
-    params, image_index, num_classes = inputs
-    torch.manual_seed(params["seed"])
-    generator = generator_module(params["generator"], num_classes)
-    settings = params["generator"].get("cam_pretraining")
+    run, image_index, num_classes = inputs
+    torch.manual_seed(run.seed)
+    generator = generator_module(run.generator, num_classes)
+    settings = run.generator.cam_pretraining
     history = pd.DataFrame(columns=["epoch", "step", "lr", "bce"])
     if settings:
-        cap = params["train"].get("max_steps")
-        config = budget_config(CamClassifierConfig, settings, params["seed"], cap)
-        dataset = training_dataset(image_index, params)
+        config = with_budget(settings, run.seed, run.train.max_steps)
+        dataset = training_dataset(image_index, run)
         checkpoint = scratch_checkpoint(
-            params["train"].get("checkpoint_dir"), "cam_classifier",
-            config=asdict(config), images=dataset.ids, generator=params["generator"],
-            augmentation=params["train"]["augmentation"], classes=num_classes,
+            run.train.checkpoint_dir, "cam_classifier",
+            config=asdict(config), images=dataset.ids, generator=run.generator.model_dump(),
+            augmentation=run.train.augmentation.model_dump(), classes=num_classes,
         )  # fmt: skip
-        device = distributed.process_device(resolve_device(params["device"]))
+        device = distributed.process_device(resolve_device(run.device))
         history = train_cam_classifier(generator, dataset, config, device, progress, checkpoint)
         if checkpoint is not None and distributed.rank() == 0:
             checkpoint.unlink(missing_ok=True)
@@ -131,7 +126,7 @@ class StageInputs:
     """Everything one stage needs, as plain data (picklable for worker processes)."""
 
     stage: int
-    params: dict[str, Any]
+    run: PseudoLabels
     image_index: pd.DataFrame
     class_names: list[str]
     clip_state: dict
@@ -141,16 +136,15 @@ class StageInputs:
     checkpoint_dir: str | None = None
 
 
-def stage_config_of(stage: int, params: Mapping[str, Any]) -> StageConfig:
-    """A stage's config from the ``pseudo_labels`` parameters (``train.max_steps`` caps all)."""
-    train = params["train"]
-    overrides = dict(train[f"stage{stage}"])
-    if train.get("max_steps") is not None:
-        overrides["max_steps"] = train["max_steps"]
+def stage_config_of(stage: int, run: PseudoLabels) -> StageConfig:
+    """A stage's config from the run's ``train`` settings (``train.max_steps`` caps all)."""
+    train = run.train
+    overrides = getattr(train, f"stage{stage}").model_dump(exclude_none=True)
+    if train.max_steps is not None:
+        overrides["max_steps"] = train.max_steps
+    common = train.common.model_dump(exclude_none=True)
     return stage_config(
-        stage,
-        {**train["common"], "seed": params["seed"], "loss_ablation": train["loss_ablation"]},
-        overrides,
+        stage, {**common, "seed": run.seed, "loss_ablation": train.loss_ablation}, overrides
     )
 
 
@@ -161,38 +155,35 @@ def stage3_initial_state(stage1: Mapping[str, dict], init: str) -> dict:
     return stage1["initial_generator" if init == "stage1_initial" else "generator"]
 
 
-def training_dataset(image_index: pd.DataFrame, params: Mapping[str, Any]) -> LabelledImages:
+def training_dataset(image_index: pd.DataFrame, run: PseudoLabels) -> LabelledImages:
     """The training splits with the configured augmentation."""
-    train = params["train"]
-    augmentation = train["augmentation"]
+    augmentation = run.train.augmentation
     return LabelledImages(
         image_index,
-        train["splits"],
+        run.train.splits,
         Augmentation(
-            resize_long=tuple(augmentation["resize_long"]) if augmentation["resize_long"] else None,
-            hflip=augmentation["hflip"],
-            crop_size=augmentation["crop_size"],
+            resize_long=tuple(augmentation.resize_long) if augmentation.resize_long else None,
+            hflip=augmentation.hflip,
+            crop_size=augmentation.crop_size,
         ),
-        seed=params["seed"],
+        seed=run.seed,
     )
 
 
 def _models(inputs: StageInputs, device: torch.device) -> StageModels:
-    params = inputs.params
-    clip = frozen_clip(params["clip"], inputs.clip_state, device)
-    generator = generator_module(
-        params["generator"], len(inputs.class_names), inputs.generator_state
-    )
+    run = inputs.run
+    clip = frozen_clip(run.clip, inputs.clip_state, device)
+    generator = generator_module(run.generator, len(inputs.class_names), inputs.generator_state)
     prompts = PromptLearner(
         clip,
         len(inputs.class_names),
-        length=params["prompts"]["length"],
-        prefix=params["prompts"]["prefix"],
-        generator=torch.Generator().manual_seed(params["seed"]),
+        length=run.prompts.length,
+        prefix=run.prompts.prefix,
+        generator=torch.Generator().manual_seed(run.seed),
     )
     if inputs.prompts_state:
         prompts.load_state_dict(inputs.prompts_state)
-    label_features = class_text_features(clip, inputs.class_names, params["text_template"])
+    label_features = class_text_features(clip, inputs.class_names, run.text_template)
     background = None
     if inputs.background_texts is not None:
         background = clip.encode_texts(inputs.background_texts)
@@ -208,14 +199,15 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
     Returns ``{"generator": ..., "prompts": ...}`` state dicts after training, and the loss
     history. The epoch checkpoint is deleted once the stage has finished.
     """
-    device = distributed.process_device(resolve_device(inputs.params["device"]))
-    config = stage_config_of(inputs.stage, inputs.params)
-    dataset = training_dataset(inputs.image_index, inputs.params)
+    run = inputs.run
+    device = distributed.process_device(resolve_device(run.device))
+    config = stage_config_of(inputs.stage, run)
+    dataset = training_dataset(inputs.image_index, run)
     models = _models(inputs, device)
     checkpoint = scratch_checkpoint(
         inputs.checkpoint_dir, f"stage{inputs.stage}", config=asdict(config), images=dataset.ids,
-        clip=sorted(inputs.params["clip"].items()), generator=inputs.params["generator"],
-        prompts=inputs.params["prompts"], background_texts=inputs.background_texts,
+        clip=run.clip.model_dump(), generator=run.generator.model_dump(),
+        prompts=run.prompts.model_dump(), background_texts=inputs.background_texts,
     )  # fmt: skip
     history = train_stage(config, models, dataset, checkpoint, progress=progress)
     state = {
@@ -229,8 +221,7 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
 
 def run_stage_launched(inputs: StageInputs) -> tuple[dict, pd.DataFrame]:
     """Run a stage in ``train.processes`` processes (DDP) when asked, else in this one."""
-    processes = int(inputs.params["train"].get("processes", 1))
-    return distributed.launched(run_stage, inputs, processes)
+    return distributed.launched(run_stage, inputs, inputs.run.train.processes)
 
 
 def skipped_history(stage: int, reason: str) -> pd.DataFrame:
@@ -238,17 +229,12 @@ def skipped_history(stage: int, reason: str) -> pd.DataFrame:
     return pd.DataFrame({"stage": [stage], "epoch": [None], "step": [0], "note": [reason]})
 
 
-def background_texts(params: Mapping[str, Any], class_names: Sequence[str]) -> list[str] | None:
+def background_texts(run: PseudoLabels, class_names: Sequence[str]) -> list[str] | None:
     """Hand-written background texts for the CLIMS-style control, in class order; None when
     the run uses learned prompts."""
-    if params["background_prompts"] == "learned":
+    if run.background_prompts == "learned":
         return None
-    if params["background_prompts"] != "handwritten":
-        raise ValueError(
-            f"background_prompts must be 'learned' or 'handwritten', got "
-            f"{params['background_prompts']!r}"
-        )
-    texts = params["handwritten_prompts"]
+    texts = run.handwritten_prompts
     missing = [name for name in class_names if name not in texts]
     if missing:
         raise ValueError(f"handwritten_prompts has no text for classes {missing}")
@@ -258,7 +244,7 @@ def background_texts(params: Mapping[str, Any], class_names: Sequence[str]) -> l
 CAM_CLASSIFIER_ONLY = "none"
 
 
-def skipped_stages(params: Mapping[str, Any]) -> dict[int, str]:
+def skipped_stages(run: PseudoLabels) -> dict[int, str]:
     """The SemPLES stages this run skips, with the reason, so training and evaluation agree.
 
     ``train.loss_ablation: none`` skips all three (the CAM classifier alone: the ablation's
@@ -266,12 +252,12 @@ def skipped_stages(params: Mapping[str, Any]) -> dict[int, str]:
     paper's rows. Otherwise stage 2 is skipped when prompts are not learned and stage 3 when it
     has no L_refine (``match_only``); a skipped stage passes its input on unchanged.
     """
-    if params["train"]["loss_ablation"] == CAM_CLASSIFIER_ONLY:
+    if run.train.loss_ablation == CAM_CLASSIFIER_ONLY:
         reason = "loss_ablation none: the CAM classifier alone"
         return {1: reason, 2: reason, 3: reason}
     skipped = {}
-    if params["background_prompts"] != "learned" or not stage_config_of(2, params).learn_prompts:
+    if run.background_prompts != "learned" or not stage_config_of(2, run).learn_prompts:
         skipped[2] = "background prompts are not learned in this run"
-    if not stage_config_of(3, params).refine:
+    if not stage_config_of(3, run).refine:
         skipped[3] = "no L_refine (match_only)"
     return skipped

@@ -3,7 +3,7 @@ SemPLES stages 1, 2, 3 -> CAMs -> CAM report -> IR labels -> IRNet -> pseudo mas
 
 from kedro.pipeline import Pipeline, node, pipeline
 
-from semples import evaluation, pseudo_labels
+from semples import pseudo_labels
 
 COMMON = ["image_index", "dataset_classes", "clip_weights"]
 
@@ -91,7 +91,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="make_pseudo_masks",
             ),
             node(
-                evaluation.pseudo_mask_report,
+                pseudo_labels.pseudo_mask_report,
                 inputs=[
                     "pseudo_masks",
                     "cams",
