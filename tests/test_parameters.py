@@ -13,7 +13,6 @@ from semples.parameters import (
     ParameterError,
     PseudoLabels,
     parse_section,
-    report_params,
     validate_parameters,
 )
 
@@ -203,8 +202,9 @@ def test_a_section_parses_into_its_typed_config_with_defaults(base):
 
 
 @pytest.mark.parametrize("section", ["pseudo_labels", "segmentation"])
-def test_report_params_are_the_whole_section_as_json(base, section):
-    params = report_params(section, base[section])
+def test_a_typed_sections_json_dump_is_the_whole_section(base, section):
+    """What the reports carry as ``params``: the typed config's dump."""
+    params = parse_section(section, base[section]).model_dump(mode="json")
     assert json.loads(json.dumps(params)) == params
     reported, configured = flatten(params), flatten(base[section])
     # Every configured leaf under the same dotted key (the MLflow key without "<section>."),

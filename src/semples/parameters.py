@@ -349,13 +349,6 @@ def parse_section(section: str, values: Mapping[str, Any]) -> Strict:
         raise ParameterError.listing(_described(section, schema, error)) from None
 
 
-def report_params(section: str, values: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters a report of ``section`` carries: the whole section as its schema reads it,
-    JSON-ready. Flattened, a key is the MLflow parameter's key without ``<section>.``
-    (``train.common.lambda_b`` is ``pseudo_labels.train.common.lambda_b`` there)."""
-    return parse_section(section, values).model_dump(mode="json")
-
-
 def _described(section: str, schema: type[BaseModel], error: ValidationError) -> list[str]:
     return [_describe(section, schema, item) for item in error.errors()]
 

@@ -12,7 +12,7 @@ and calls :mod:`semples.clip.toy`, :mod:`semples.training.stages`, :mod:`semples
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
@@ -60,39 +60,48 @@ def initial_generator(
     return stages.initial_generator_state(_typed(params), image_index, len(classes["class_names"]))
 
 
-def _inputs(stage: int, image_index, classes, clip_weights, run, **kwargs) -> stages.StageInputs:
-    return stages.StageInputs(
-        stage=stage, run=run, image_index=image_index, class_names=classes["class_names"],
-        clip_state=clip_weights, checkpoint_dir=run.train.checkpoint_dir, **kwargs,
-    )  # fmt: skip
+def _trained(
+    stage: int,
+    image_index: pd.DataFrame,
+    classes: dict,
+    clip_weights: dict,
+    run: PseudoLabels,
+    inputs: Callable[[], dict[str, Any]],
+) -> tuple[dict | None, pd.DataFrame]:
+    """A stage's trained state and history; None and a note when the run skips the stage
+    (``inputs``, the stage's starting states, are only made for a stage that runs)."""
+    skipped = stages.skipped_stages(run)
+    if stage in skipped:
+        return None, stages.skipped_history(stage, skipped[stage])
+    return stages.run_stage_launched(
+        stages.StageInputs(
+            stage=stage, run=run, image_index=image_index, class_names=classes["class_names"],
+            clip_state=clip_weights, checkpoint_dir=run.train.checkpoint_dir, **inputs(),
+        )
+    )
 
 
 def stage1(
     image_index: pd.DataFrame, classes: dict, clip_weights: dict, initial: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
     """Stage 1's generator (with the initial one, which stage 3 may restart from)."""
-    run = _typed(params)
-    skipped = stages.skipped_stages(run)
-    if 1 in skipped:
-        history = stages.skipped_history(1, skipped[1])
-        return {"generator": initial, "initial_generator": initial}, history
-    inputs = _inputs(1, image_index, classes, clip_weights, run, generator_state=initial)
-    state, history = stages.run_stage_launched(inputs)
-    return {"generator": state["generator"], "initial_generator": initial}, history
+    state, history = _trained(
+        1, image_index, classes, clip_weights, _typed(params),
+        lambda: {"generator_state": initial},
+    )  # fmt: skip
+    generator = initial if state is None else state["generator"]
+    return {"generator": generator, "initial_generator": initial}, history
 
 
 def stage2(
     image_index: pd.DataFrame, classes: dict, clip_weights: dict, stage1: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
     """The learned background prompts (nothing when the run does not learn them)."""
-    run = _typed(params)
-    skipped = stages.skipped_stages(run)
-    if 2 in skipped:
-        return {}, stages.skipped_history(2, skipped[2])
-    generator = stage1["generator"]
-    inputs = _inputs(2, image_index, classes, clip_weights, run, generator_state=generator)
-    state, history = stages.run_stage_launched(inputs)
-    return state["prompts"], history
+    state, history = _trained(
+        2, image_index, classes, clip_weights, _typed(params),
+        lambda: {"generator_state": stage1["generator"]},
+    )  # fmt: skip
+    return ({} if state is None else state["prompts"]), history
 
 
 def stage3(
@@ -105,17 +114,15 @@ def stage3(
 ) -> tuple[dict, pd.DataFrame]:
     """Stage 3's generator (stage 1's when the run has no stage 3)."""
     run = _typed(params)
-    skipped = stages.skipped_stages(run)
-    if 3 in skipped:
-        return {"generator": stage1["generator"]}, stages.skipped_history(3, skipped[3])
-    inputs = _inputs(
+    state, history = _trained(
         3, image_index, classes, clip_weights, run,
-        generator_state=stages.stage3_initial_state(stage1, run.train.stage3_init),
-        prompts_state=prompts,
-        background_texts=stages.background_texts(run, classes["class_names"]),
+        lambda: {
+            "generator_state": stages.stage3_initial_state(stage1, run.train.stage3_init),
+            "prompts_state": prompts,
+            "background_texts": stages.background_texts(run, classes["class_names"]),
+        },
     )  # fmt: skip
-    state, history = stages.run_stage_launched(inputs)
-    return {"generator": state["generator"]}, history
+    return {"generator": (stage1 if state is None else state)["generator"]}, history
 
 
 def training_summary(

@@ -24,6 +24,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from semples import viz
+from semples.parameters import Reporting, parse_section
 
 logger = logging.getLogger(__name__)
 
@@ -327,11 +328,15 @@ def table_to_markdown(df: pd.DataFrame, float_format: str = "{:.4f}") -> str:
     return "\n".join("| " + " | ".join(line) + " |" for line in lines) + "\n"
 
 
-# --- the reporting pipeline's steps, from its parameter section ----------------------------
+# --- the reporting pipeline's steps: each parses its section once into the typed config ----
 
 
-def report_specs(params: Mapping[str, Any]) -> dict[str, ReportSpec]:
-    return {name: ReportSpec(**spec) for name, spec in params["reports"].items()}
+def _typed(params: Mapping[str, Any]) -> Reporting:
+    return parse_section("reporting", params)
+
+
+def report_specs(run: Reporting) -> dict[str, ReportSpec]:
+    return {name: ReportSpec(**spec.model_dump()) for name, spec in run.reports.items()}
 
 
 def compare_runs(
@@ -339,7 +344,7 @@ def compare_runs(
 ) -> pd.DataFrame:
     """The comparison table of every saved report version; runs that did not finish are
     warned about, and the parameters that differ between runs are logged as a table."""
-    table = comparison_table(histories, report_specs(params), runs=run_records)
+    table = comparison_table(histories, report_specs(_typed(params)), runs=run_records)
     unfinished = table[~table["status"].isin(["finished", "running", "unrecorded"])]
     for _, row in unfinished.iterrows():
         logger.warning("%s of run %s: the run %s", row["report"], row["run"], row["status"])
@@ -353,9 +358,10 @@ def compare_runs(
 
 def plot_per_class_latest_runs(params: Mapping[str, Any], **histories: dict[str, dict]) -> Figure:
     """Per-class scores of the last ``per_class_runs`` runs of every report that has any."""
-    specs = report_specs(params)
+    run = _typed(params)
+    specs = report_specs(run)
     frames = {
-        name: per_class_frame(histories, specs, name, last=params["per_class_runs"])
+        name: per_class_frame(histories, specs, name, last=run.per_class_runs)
         for name in specs
         if histories.get(name)
     }
@@ -364,7 +370,7 @@ def plot_per_class_latest_runs(params: Mapping[str, Any], **histories: dict[str,
 
 def tabulate_ablation(table: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
     """The runs grouped by configuration (mean, spread, seeds), logged as a table."""
-    ablation = ablation_table(table, params["ablation"]["reports"])
+    ablation = ablation_table(table, _typed(params).ablation.reports)
     logger.info(
         "Runs grouped by configuration (all parameters but the seed; %s has them all):\n%s",
         "ablation_table",

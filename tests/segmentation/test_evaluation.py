@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from semples.metrics import evaluate_label_maps
-from semples.parameters import report_params
+from semples.parameters import parse_section
 from semples.segmentation.evaluation import iou_metric_report, segmentation_report
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -58,8 +58,9 @@ def test_segmentation_report_scores_the_pseudo_masks_where_they_exist():
     pseudo = {"a": np.array([[0, 1], [0, 0]], np.uint8)}  # none for "b"
     history = pd.DataFrame({"val_miou": [None, 0.25, None, 0.5, None]})
     deeplab = {"pseudo_masks_version": "v1", "iterations": 7}
+    run = parse_section("segmentation", params)
     report = segmentation_report(
-        _loaders(predictions), _loaders(pseudo), deeplab, history, _loaders(truth), NAMES, params
+        _loaders(predictions), _loaders(pseudo), deeplab, history, _loaders(truth), NAMES, run
     )
     alone = iou_metric_report(_loaders(predictions), _loaders(truth), NAMES)
     assert {key: report[key] for key in alone} == alone
@@ -69,5 +70,5 @@ def test_segmentation_report_scores_the_pseudo_masks_where_they_exist():
     )
     assert report["single_scale_miou"] == 0.5 and report["iterations"] == 7
     assert report["pseudo_masks_version"] == "v1" and report["split"] == params["val_split"]
-    assert report["params"] == report_params("segmentation", params)
+    assert report["params"] == run.model_dump(mode="json")
     json.dumps(report)

@@ -6,6 +6,7 @@ import pytest
 
 from layouts import PAIR_CLASSES
 from semples.datasets.mask_set import MaskSet, write_item
+from semples.parameters import Segmentation, SegmentationTest, SegmentationTrain
 from semples.segmentation import jobs
 from semples.segmentation.config import TrainSettings
 
@@ -47,10 +48,9 @@ def test_validation_pairs_skip_images_without_ground_truth():
     assert jobs.validation_pairs(rows) == [("a.jpg", "a.png")]
 
 
-def test_unknown_train_keys_are_named():
-    assert jobs.check_run_params({"lr": 0.1, "processes": 2}) == TrainSettings(lr=0.1)
-    with pytest.raises(ValueError, match=r"unknown segmentation.train key\(s\) \['max_iter'\]"):
-        jobs.check_run_params({"max_iter": 10})
+def test_the_recipe_overrides_leave_out_the_run_keys():
+    train = SegmentationTrain(lr=0.1, processes=2, work_dir="w", cfg_options={"a": 1})
+    assert jobs.recipe_overrides(train) == TrainSettings(lr=0.1)
 
 
 def test_the_batch_is_the_total_over_processes():
@@ -61,9 +61,11 @@ def test_the_batch_is_the_total_over_processes():
 
 
 def test_run_config_puts_the_work_dir_under_a_fingerprint(tmp_path):
-    params = {"config": "deeplabv2_r18-d8_1xb10-3k_toy-64x64", "seed": 0,
-              "backbone_weights": None, "train": {"processes": 2, "work_dir": str(tmp_path),
-                                                  "cfg_options": {}}}  # fmt: skip
-    cfg, processes = jobs.run_config(params, PAIR_CLASSES, [("a.jpg", "a.png")], [])
+    run = Segmentation(
+        config="deeplabv2_r18-d8_1xb10-3k_toy-64x64", train_splits=["train"], val_split="val",
+        train=SegmentationTrain(processes=2, work_dir=str(tmp_path)),
+        test=SegmentationTest(scales=[1.0], flip=False),
+    )  # fmt: skip
+    cfg, processes = jobs.run_config(run, PAIR_CLASSES, [("a.jpg", "a.png")], [])
     assert processes == 2 and cfg.train_dataloader.batch_size == 5
     assert cfg.work_dir.startswith(str(tmp_path / "deeplab-"))

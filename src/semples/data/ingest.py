@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +31,8 @@ from semples.data.toy_world import (
     split_sizes,
 )
 from semples.data.voc import scan_voc
+from semples.parameters import FolderDataset, Ingestion, parse_section
 
-DATASETS = ("toy", "voc", "coco")
 ANNOTATION_COLUMNS = ("id", "split", "labels", "caption")
 
 
@@ -56,21 +56,11 @@ class IngestedDataset:
     skipped: list[dict[str, str]]
 
 
-def dataset_name(params: Mapping[str, Any]) -> str:
-    name = params.get("dataset")
-    if name not in DATASETS:
-        raise ValueError(f"ingestion.dataset must be one of {DATASETS}, got {name!r}")
-    return name
-
-
-def _root(params: Mapping[str, Any], name: str) -> Path:
-    root = params[name].get("root")
-    if not root:
-        raise ValueError(
-            f"the {name.upper()} root is not set: run with --params={name}_root=PATH "
-            f"(or set ingestion.{name}.root in the configuration)"
-        )
-    return Path(root)
+def dataset_params(run: Ingestion) -> dict[str, Any]:
+    """The configured dataset's own section as JSON-ready values (the toy world's or the root
+    and splits), which every report carries so that runs on other data are told apart."""
+    section = getattr(run, run.dataset)
+    return asdict(section) if run.dataset == "toy" else section.model_dump(mode="json")
 
 
 @functools.lru_cache(maxsize=4)
@@ -79,9 +69,8 @@ def load_coco_split(root: Path, split: str) -> CocoSplit:
     return CocoSplit.load(root, split)
 
 
-def _coco_splits(params: Mapping[str, Any]) -> list[CocoSplit]:
-    root = _root(params, "coco")
-    return [load_coco_split(root, split) for split in params["coco"]["splits"]]
+def _coco_splits(coco: FolderDataset) -> list[CocoSplit]:
+    return [load_coco_split(Path(coco.root), split) for split in coco.splits]
 
 
 def _toy_files(config: ToyWorldConfig) -> GeneratedFiles:
@@ -104,13 +93,12 @@ def _toy_files(config: ToyWorldConfig) -> GeneratedFiles:
     return files
 
 
-def generate_files(params: Mapping[str, Any]) -> GeneratedFiles:
+def generate_files(run: Ingestion) -> GeneratedFiles:
     """What the configured dataset needs written (see the module docstring)."""
-    name = dataset_name(params)
-    if name == "toy":
-        return _toy_files(ToyWorldConfig(**params["toy"]))
-    if name == "coco":
-        return GeneratedFiles(masks=coco_mask_renderers(_coco_splits(params)))
+    if run.dataset == "toy":
+        return _toy_files(run.toy)
+    if run.dataset == "coco":
+        return GeneratedFiles(masks=coco_mask_renderers(_coco_splits(run.coco)))
     return GeneratedFiles()
 
 
@@ -163,33 +151,27 @@ def _context_path(context_paths: Mapping[str, str], item_id: str) -> str:
 
 
 def build_index(
-    params: Mapping[str, Any],
+    run: Ingestion,
     images: Mapping[str, Any],
     masks: Mapping[str, Any],
     contexts: Mapping[str, Any],
     annotations: pd.DataFrame,
 ) -> IngestedDataset:
     """Validate every item of the configured dataset and return the index (module docstring)."""
-    name = dataset_name(params)
-    policy = ItemPolicy(params.get("on_bad_item", "raise"))
+    policy = ItemPolicy(run.on_bad_item)
     caption_index = pd.DataFrame(columns=["id", "caption", "image_path"])
-    if name == "toy":
-        config = ToyWorldConfig(**params["toy"])
-        records, caption_index = _toy_records(config, images, masks, contexts, annotations)
+    if run.dataset == "toy":
+        records, caption_index = _toy_records(run.toy, images, masks, contexts, annotations)
         class_names: Sequence[str] = TOY_CLASSES
-    elif name == "voc":
-        voc = params["voc"]
-        records = scan_voc(
-            _root(params, "voc"), splits=voc["splits"], mask_dirs=voc["mask_dirs"], policy=policy
-        )
+    elif run.dataset == "voc":
+        voc = run.voc
+        records = scan_voc(Path(voc.root), splits=voc.splits, mask_dirs=voc.mask_dirs,
+                           policy=policy)  # fmt: skip
         class_names = VOC_CLASSES
     else:
-        splits = _coco_splits(params)
+        splits = _coco_splits(run.coco)
         records = scan_coco(
-            splits,
-            mask_paths=_paths(masks),
-            policy=policy,
-            decode_images=params["coco"].get("decode_images", True),
+            splits, mask_paths=_paths(masks), policy=policy, decode_images=run.coco.decode_images
         )
         class_names = splits[0].class_names
     return IngestedDataset(
@@ -204,10 +186,10 @@ def ingestion_report(
     image_index: pd.DataFrame,
     class_names: Sequence[str],
     skipped: Sequence[Mapping[str, str]],
-    params: Mapping[str, Any],
+    run: Ingestion,
 ) -> dict[str, Any]:
     """Per-split image counts and class frequencies (images containing each class)."""
-    name = dataset_name(params)
+    name = run.dataset
     per_split = {str(k): int(v) for k, v in image_index.groupby("split").size().items()}
     if len(image_index):
         labels = np.array(image_index["labels"].to_list(), dtype=np.int64).reshape(
@@ -231,17 +213,21 @@ def ingestion_report(
         "class_frequency_by_split": by_split,
         "num_skipped": len(skipped),
         "skipped": list(skipped),
-        "params": {"dataset": name, name: dict(params[name])},
+        "params": {"dataset": name, name: dataset_params(run)},
     }
 
 
-# --- the ingestion pipeline's steps: the library's results in the catalog's shapes ----------
+# --- the ingestion pipeline's steps: the section parsed once, results in the catalog's shapes
+
+
+def _typed(params: Mapping[str, Any]) -> Ingestion:
+    return parse_section("ingestion", params)
 
 
 def dataset_files(params: Mapping[str, Any]) -> tuple[dict, dict, dict, pd.DataFrame]:
     """:func:`generate_files` as the catalog's four entries (images, masks, contexts,
     annotations)."""
-    files = generate_files(params)
+    files = generate_files(_typed(params))
     return files.images, files.masks, files.contexts, files.annotations
 
 
@@ -255,10 +241,11 @@ def index_dataset(
     """:func:`build_index` as the image index, the caption index, the dataset's classes and the
     skipped items. The classes carry the dataset's own parameters into every run's report, so
     that runs on different toy worlds (or roots) are never grouped or compared as one series."""
-    dataset = build_index(params, images, masks, contexts, annotations)
-    name = dataset_name(params)
+    run = _typed(params)
+    dataset = build_index(run, images, masks, contexts, annotations)
     classes = {
-        "dataset": name, "dataset_params": dict(params[name]), "class_names": dataset.class_names
+        "dataset": run.dataset, "dataset_params": dataset_params(run),
+        "class_names": dataset.class_names,
     }  # fmt: skip
     skipped = pd.DataFrame(dataset.skipped, columns=["id", "split", "path", "reason"])
     return dataset.image_index, dataset.caption_index, classes, skipped
@@ -271,4 +258,5 @@ def report_ingestion(
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """:func:`ingestion_report` from the catalog's classes and skipped-items table."""
-    return ingestion_report(image_index, classes["class_names"], skipped.to_dict("records"), params)
+    records = skipped.to_dict("records")
+    return ingestion_report(image_index, classes["class_names"], records, _typed(params))

@@ -15,7 +15,7 @@ import torch
 from mmseg.evaluation import IoUMetric
 
 from semples.metrics import json_float, nanmean
-from semples.parameters import report_params
+from semples.parameters import Segmentation
 
 LabelLoaders = Mapping[str, Callable[[], np.ndarray]]
 
@@ -63,7 +63,7 @@ def segmentation_report(
     history: pd.DataFrame,
     ground_truth: LabelLoaders,
     class_names: Sequence[str],
-    params: Mapping[str, Any],
+    run: Segmentation,
 ) -> dict[str, Any]:
     """The segmentation report (``segmentation_metrics.json``): the predictions over
     ``ground_truth`` (``class_names`` with background first), the pseudo masks DeepLab trained on
@@ -74,13 +74,13 @@ def segmentation_report(
     covered = {i: load for i, load in ground_truth.items() if i in pseudo_masks}
     pseudo = iou_metric_report(pseudo_masks, covered, class_names) if covered else {}
     report.update(
-        split=params["val_split"],
-        test=dict(params["test"]),
+        split=run.val_split,
+        test=run.test.model_dump(mode="json"),
         single_scale_miou=float(validated.iloc[-1]) if len(validated) else None,
         pseudo_mask_miou=pseudo.get("miou"),
         pseudo_mask_images=len(covered),
         pseudo_masks_version=deeplab["pseudo_masks_version"],
         iterations=deeplab["iterations"],
-        params=report_params("segmentation", params),
+        params=run.model_dump(mode="json"),
     )
     return report

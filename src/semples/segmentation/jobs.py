@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pandas as pd
 
 from semples.cams import gt_mask_loaders, labelled_rows
 from semples.datasets.mask_set import MaskSet
+from semples.parameters import Segmentation, SegmentationTrain, parse_section
 from semples.segmentation import runner
 from semples.segmentation.config import Pairs, TrainSettings, fingerprint, training_config
 from semples.segmentation.evaluation import segmentation_report
@@ -59,17 +59,9 @@ def validation_pairs(rows: pd.DataFrame) -> list[tuple[str, str]]:
     return [(row.image_path, row.mask_path) for row in labelled.itertuples()]
 
 
-def check_run_params(train: Mapping[str, Any]) -> TrainSettings:
-    """The recipe overrides of ``segmentation.train``; an unknown key is an error (a typo would
-    otherwise silently keep the recipe's value)."""
-    overrides = {key: value for key, value in train.items() if key not in RUN_KEYS}
-    known = {f.name for f in fields(TrainSettings)}
-    unknown = sorted(set(overrides) - known)
-    if unknown:
-        raise ValueError(
-            f"unknown segmentation.train key(s) {unknown}; known: {sorted(known | RUN_KEYS)}"
-        )
-    return TrainSettings(**overrides)
+def recipe_overrides(train: SegmentationTrain) -> TrainSettings:
+    """The recipe overrides of ``segmentation.train`` (the schema rejects unknown keys)."""
+    return TrainSettings(**train.model_dump(exclude=RUN_KEYS))
 
 
 def per_process_batch(total: int, processes: int) -> int:
@@ -79,21 +71,19 @@ def per_process_batch(total: int, processes: int) -> int:
     return total // processes
 
 
-def run_config(
-    params: Mapping[str, Any], classes: Sequence[str], train_pairs: Pairs, val_pairs: Pairs
-):
-    """The MMEngine config of this run from ``params`` (the ``segmentation`` section)."""
-    train = params["train"]
-    settings = check_run_params(train)
-    processes = int(train.get("processes", 1))
+def run_config(run: Segmentation, classes: Sequence[str], train_pairs: Pairs, val_pairs: Pairs):
+    """The MMEngine config of this run (the typed ``segmentation`` section) and its process
+    count."""
+    train = run.train
     cfg = training_config(
-        params["config"], classes=classes, train_pairs=train_pairs, val_pairs=val_pairs,
-        settings=settings, seed=int(params["seed"]), backbone_weights=params["backbone_weights"],
-        backbone_prefix=params.get("backbone_prefix"), cfg_options=train.get("cfg_options"),
+        run.config, classes=classes, train_pairs=train_pairs, val_pairs=val_pairs,
+        settings=recipe_overrides(train), seed=run.seed, backbone_weights=run.backbone_weights,
+        backbone_prefix=run.backbone_prefix, cfg_options=train.cfg_options,
     )  # fmt: skip
-    cfg.train_dataloader.batch_size = per_process_batch(cfg.train_dataloader.batch_size, processes)
-    cfg.work_dir = str(Path(train["work_dir"]) / f"deeplab-{fingerprint(cfg)}")
-    return cfg, processes
+    batch = per_process_batch(cfg.train_dataloader.batch_size, train.processes)
+    cfg.train_dataloader.batch_size = batch
+    cfg.work_dir = str(Path(train.work_dir) / f"deeplab-{fingerprint(cfg)}")
+    return cfg, train.processes
 
 
 def fit_deeplab(cfg, processes: int = 1) -> tuple[dict, pd.DataFrame]:
@@ -112,21 +102,26 @@ def _class_names(classes: Mapping[str, Any]) -> list[str]:
     return ["background", *classes["class_names"]]
 
 
-def _val_rows(image_index: pd.DataFrame, params: Mapping[str, Any]) -> pd.DataFrame:
-    return split_rows(image_index, [params["val_split"]], params["max_images"])
+def _val_rows(image_index: pd.DataFrame, run: Segmentation) -> pd.DataFrame:
+    return split_rows(image_index, [run.val_split], run.max_images)
+
+
+def _typed(params: Mapping[str, Any]) -> Segmentation:
+    return parse_section("segmentation", params)
 
 
 def train_deeplab(
     pseudo_masks: MaskSet, image_index: pd.DataFrame, classes: dict, params: Mapping[str, Any]
 ) -> tuple[dict, pd.DataFrame]:
     """DeepLabV2 trained on a pseudo-mask version (which it records) and its loss history."""
-    train_rows = split_rows(image_index, params["train_splits"], params["max_images"])
+    run = _typed(params)
+    train_rows = split_rows(image_index, run.train_splits, run.max_images)
     train_pairs = training_pairs(pseudo_masks, train_rows)
-    val_pairs = validation_pairs(_val_rows(image_index, params))
-    cfg, processes = run_config(params, _class_names(classes), train_pairs, val_pairs)
+    val_pairs = validation_pairs(_val_rows(image_index, run))
+    cfg, processes = run_config(run, _class_names(classes), train_pairs, val_pairs)
     version = mask_set_version(pseudo_masks)
     logger.info("DeepLabV2 (%s) on %d images of pseudo masks %s, validated on %d; work dir %s",
-                params["config"], len(train_pairs), version, len(val_pairs),
+                run.config, len(train_pairs), version, len(val_pairs),
                 cfg.work_dir)  # fmt: skip
     model, history = fit_deeplab(cfg, processes)
     model["pseudo_masks_version"] = version
@@ -137,11 +132,12 @@ def predict_segmentation(
     deeplab: dict, image_index: pd.DataFrame, params: Mapping[str, Any]
 ) -> dict:
     """Lazy prediction jobs (multi-scale, flip, CRF as configured) on the validation split."""
-    test = params["test"]
+    run = _typed(params)
+    test = run.test
     model = build_segmentor(deeplab["model_config"], deeplab["state_dict"],
-                            resolve_device(params["device"]))  # fmt: skip
-    rows = _val_rows(image_index, params)
-    return prediction_jobs(model, rows, test["scales"], test["flip"], test["crf"])
+                            resolve_device(run.device))  # fmt: skip
+    crf = None if test.crf is None else test.crf.model_dump()
+    return prediction_jobs(model, _val_rows(image_index, run), test.scales, test.flip, crf)
 
 
 def evaluate_segmentation(
@@ -154,10 +150,11 @@ def evaluate_segmentation(
     params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """The segmentation report on the validation split, its pseudo masks' score beside it."""
-    rows = _val_rows(image_index, params)
+    run = _typed(params)
+    rows = _val_rows(image_index, run)
     gt = gt_mask_loaders(rows[rows["mask_path"].notna()], len(classes["class_names"]))
     names = _class_names(classes)
-    report = segmentation_report(predictions, pseudo_masks, deeplab, history, gt, names, params)
+    report = segmentation_report(predictions, pseudo_masks, deeplab, history, gt, names, run)
     logger.info("DeepLabV2 mIoU on %s: %.4f (single scale %s); its pseudo masks on the same "
                 "images: %s", report["split"], report["miou"], report["single_scale_miou"],
                 report["pseudo_mask_miou"])  # fmt: skip

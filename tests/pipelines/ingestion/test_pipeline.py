@@ -1,5 +1,7 @@
 """The ingestion pipeline in process: SequentialRunner over a catalog in a temporary folder."""
 
+from dataclasses import asdict
+
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -7,7 +9,7 @@ from kedro.io.core import Version
 from kedro.runner import SequentialRunner
 
 from catalogs import keeping_catalog
-from semples.data.toy_world import TOY_CLASSES
+from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig
 from semples.datasets import MaskSetDataset
 from semples.pipelines.ingestion import create_pipeline
 
@@ -61,9 +63,10 @@ def test_toy_ingestion_builds_index_captions_and_report(tmp_path):
     assert len(captions) == 4 and captions["caption"].str.startswith("a photo of ").all()
     report = catalog.load("ingestion_report@json")
     assert report["num_images"] == 9 and report["num_skipped"] == 0
-    # The toy world's parameters name the data in every later report (runs on other worlds
-    # are other series).
-    assert catalog.load("dataset_classes")["dataset_params"] == PARAMS["toy"]
+    # The toy world's parameters, defaults included, name the data in every later report (runs
+    # on other worlds are other series).
+    world = asdict(ToyWorldConfig(**PARAMS["toy"]))
+    assert catalog.load("dataset_classes")["dataset_params"] == world
     assert sum(report["class_frequency"].values()) == sum(map(sum, index["labels"]))
 
 
@@ -84,5 +87,5 @@ def test_sliced_from_the_index_reports_without_regenerating(tmp_path):
 
 
 def test_unknown_dataset_name_is_named_in_the_error(tmp_path):
-    with pytest.raises(ValueError, match="ingestion.dataset must be one of .* got 'imagenet'"):
+    with pytest.raises(ValueError, match=r"ingestion\.dataset = 'imagenet': Input should be 'toy'"):
         run(tmp_path, create_pipeline(), {**PARAMS, "dataset": "imagenet"})
