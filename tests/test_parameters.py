@@ -175,6 +175,16 @@ def test_every_environment_validates(env, tmp_path):
             0,
             r"reporting\.per_class_runs = 0",
         ),
+        (  # the library no longer checks these itself: it takes the typed configs
+            "segmentation.train.max_iter",
+            10,
+            r"segmentation\.train\.max_iter: unknown key; did you mean `max_iters`\?",
+        ),
+        (
+            "pseudo_labels.background_prompts",
+            "written",
+            r"pseudo_labels\.background_prompts = 'written'",
+        ),
     ],
 )
 def test_each_mistake_is_named(base, dotted, value, message):
