@@ -17,7 +17,6 @@ from semples.training.engine import (
     Task,
     cosine_lr,
     deal,
-    epoch_order,
     fit,
     optimizer_step,
     permutation,
@@ -123,6 +122,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
     history = fit(resumed, DATA, SCHEDULE, checkpoint, progress=False)
     pd.testing.assert_frame_equal(history, full)
     assert torch.equal(resumed.module.weight, uninterrupted.module.weight)
+    assert not checkpoint.exists()  # scratch: the finished run removes it
 
 
 def test_a_non_finite_loss_names_the_task_step_and_terms_and_leaves_the_weights():
@@ -154,11 +154,11 @@ def test_optimizer_step_calls_the_message_only_on_failure():
 
 
 def test_epoch_order_is_a_seeded_permutation_dealt_across_processes():
-    one = epoch_order(10, seed=0, epoch=0)
-    assert sorted(one) == list(range(10)) and one == permutation(10, 0, 0)
-    assert one == epoch_order(10, seed=0, epoch=0)
-    assert one != epoch_order(10, seed=0, epoch=1)
-    shards = [epoch_order(10, seed=0, epoch=0, rank=r, world=3) for r in range(3)]
+    one = permutation(10, seed=0, epoch=0)
+    assert sorted(one) == list(range(10))
+    assert one == permutation(10, seed=0, epoch=0)
+    assert one != permutation(10, seed=0, epoch=1)
+    shards = [deal(one, rank=r, world=3) for r in range(3)]
     assert [len(s) for s in shards] == [3, 3, 3]
     assert not set(shards[0]) & set(shards[1])
     assert deal(list(range(10)), rank=1, world=3) == [1, 4, 7]

@@ -158,7 +158,6 @@ def pretrain_clip(
         raise ValueError(f"got {len(images)} images but {len(captions)} captions")
     if len(images) < 2:
         raise ValueError(f"contrastive pretraining needs at least 2 pairs, got {len(images)}")
-    torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     pairs = _Pairs(_load_images(images))
     tokens = _caption_tokens(tokenizer, captions)

@@ -46,8 +46,6 @@ def pretrain_toy_clip(
     )  # fmt: skip
     pairs = (list(caption_index["image_path"]), list(caption_index["caption"]))
     state, history = distributed.launched(_pretrained, (pairs, config, checkpoint), processes)
-    if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)
     model = open_clip.create_model(TOY_CLIP)
     model.load_state_dict(state)
     frozen = FrozenClip(model, TOY_CLIP)

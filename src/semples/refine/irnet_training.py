@@ -165,7 +165,6 @@ def train_irnet(
             f"stride {model.stride} (its image_scale {model.image_scale})"
         )
     device = device or model.pixel_mean.device
-    torch.manual_seed(config.seed)
     model.to(device).train()
     edge_side, displacement = model.parameter_groups()
 

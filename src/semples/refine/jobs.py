@@ -97,8 +97,6 @@ def _fit_irnet(inputs: tuple, progress: bool) -> tuple[dict, pd.DataFrame]:
     history = train_irnet(
         model, dataset, config, checkpoint, distributed.process_device(device), progress
     )
-    if checkpoint is not None and distributed.rank() == 0:
-        checkpoint.unlink(missing_ok=True)
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}, history
 
 

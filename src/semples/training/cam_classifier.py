@@ -60,7 +60,6 @@ def train_cam_classifier(
     """Train ``generator`` in place with multi-label BCE on the shared engine (resumable from
     ``checkpoint_path``, DDP when run in a process group); return one history row per step."""
     device = device or torch.device("cpu")
-    torch.manual_seed(config.seed)
     generator.to(device).train()
 
     def step(trained: nn.Module, batch: tuple[Tensor, Tensor, Tensor]) -> dict[str, Tensor]:

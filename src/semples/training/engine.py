@@ -111,11 +111,6 @@ def deal(order: Sequence[int], rank: int, world: int) -> list[int]:
     return list(order[rank:usable:world])
 
 
-def epoch_order(num_items: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> list[int]:
-    """This process's items of an epoch: a seeded permutation, dealt out across processes."""
-    return deal(permutation(num_items, seed, epoch), rank, world)
-
-
 def steps_per_epoch(num_items: int, batch_size: int, world: int, drop_last: bool = False) -> int:
     per_process = num_items // world if world > 1 else num_items
     return per_process // batch_size if drop_last else math.ceil(per_process / batch_size)
@@ -162,11 +157,14 @@ def fit(
 ) -> pd.DataFrame:
     """Train ``task`` on ``dataset``; return the history, one row per step.
 
-    With ``checkpoint_path`` the state after every epoch is saved there (by rank 0) and an
-    existing checkpoint is resumed from; the caller puts the run's fingerprint in the path, so
-    a changed run never resumes another's. ``dataset.set_epoch(epoch)``, when it has one, is
-    called before each epoch (augmentation seeded by epoch).
+    Torch's global generator is seeded with ``schedule.seed`` first. With ``checkpoint_path``
+    the state after every epoch is saved there (by rank 0), an existing checkpoint is resumed
+    from, and the checkpoint is removed once training has finished (it is scratch: the result
+    is the caller's); the caller puts the run's fingerprint in the path, so a changed run never
+    resumes another's. ``dataset.set_epoch(epoch)``, when it has one, is called before each
+    epoch (augmentation seeded by epoch).
     """
+    torch.manual_seed(schedule.seed)
     rank, world = distributed.rank(), distributed.world_size()
     per_epoch = steps_per_epoch(len(dataset), schedule.batch_size, world, schedule.drop_last)
     if per_epoch < 1:
@@ -213,6 +211,8 @@ def fit(
                 save_atomic(_checkpoint(task, epoch, step, history), checkpoint_path)
             if on_epoch_end is not None:
                 on_epoch_end(epoch)
+    if checkpoint_path is not None and rank == 0:
+        checkpoint_path.unlink(missing_ok=True)
     return pd.DataFrame(history)
 
 

@@ -123,11 +123,10 @@ def train_stage(
 ) -> pd.DataFrame:
     """Train one stage in place with :func:`~semples.training.engine.fit`; returns the loss
     history (one row per step). With ``checkpoint_path``, the state after every epoch is saved
-    there and an existing checkpoint is resumed from (the caller puts the config's fingerprint
-    in the path).
+    there, an existing checkpoint is resumed from and the finished run removes it (the caller
+    puts the config's fingerprint in the path).
     """
     device = models.label_features.device
-    torch.manual_seed(config.seed)
     module = _trainable(config, models)
     models.generator.train(config.stage != 2 and config.trainable == "all")
 

@@ -116,8 +116,6 @@ def _initial_generator(
         )  # fmt: skip
         device = distributed.process_device(resolve_device(run.device))
         history = train_cam_classifier(generator, dataset, config, device, progress, checkpoint)
-        if checkpoint is not None and distributed.rank() == 0:
-            checkpoint.unlink(missing_ok=True)
     return {k: v.detach().cpu().clone() for k, v in generator.state_dict().items()}, history
 
 
@@ -197,7 +195,7 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
     """Train one stage in this process (or as one rank of a distributed run).
 
     Returns ``{"generator": ..., "prompts": ...}`` state dicts after training, and the loss
-    history. The epoch checkpoint is deleted once the stage has finished.
+    history. The engine removes the epoch checkpoint once the stage has finished.
     """
     run = inputs.run
     device = distributed.process_device(resolve_device(run.device))
@@ -214,8 +212,6 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
         "generator": {k: v.cpu() for k, v in models.generator.state_dict().items()},
         "prompts": {k: v.cpu() for k, v in models.prompts.state_dict().items()},
     }
-    if checkpoint is not None and distributed.rank() == 0:
-        checkpoint.unlink(missing_ok=True)
     return state, history
 
 
