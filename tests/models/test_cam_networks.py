@@ -111,6 +111,32 @@ def test_num_classes_must_be_positive():
         SmallFcnCam(0)
 
 
+def _stride4_cells_seen(model: SmallFcnCam, radius: int) -> torch.Tensor:
+    """Which stride-4 cells within ``radius`` cells of the centre change the centre logit:
+    the gradient of that logit with respect to the stride-4 features (after block 2)."""
+    model.eval()
+    features = model.backbone[:2](torch.rand(1, 3, 96, 96)).detach().requires_grad_(True)
+    logits = model.classifier(model.backbone[2:](features))
+    centre = logits.shape[-1] // 2
+    logits[0, 0, centre, centre].backward()
+    window = features.grad[0].abs().sum(0)
+    return window[centre - radius : centre + radius + 1, centre - radius : centre + radius + 1] > 0
+
+
+def test_small_fcn_dilations_leave_no_grid_holes_near_the_centre():
+    torch.manual_seed(0)
+    assert _stride4_cells_seen(SmallFcnCam(3), radius=3).all()
+    # The earlier dilations 2 and 4 share a factor: odd offsets were never seen (gridding).
+    gridded = _stride4_cells_seen(SmallFcnCam(3, dilations=(2, 4)), radius=3)
+    assert gridded[1::2, 1::2].all() and not gridded[0::2].any() and not gridded[:, 0::2].any()
+
+
+@pytest.mark.parametrize("dilations", [(2,), (2, 0), (2, 3.5)])
+def test_small_fcn_rejects_bad_dilations(dilations):
+    with pytest.raises(ValueError, match="dilations must be two integers"):
+        SmallFcnCam(3, dilations=dilations)
+
+
 def test_small_fcn_speed():
     model = SmallFcnCam(6).train()
     images = torch.rand(16, 3, 96, 96)
