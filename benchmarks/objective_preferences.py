@@ -4,7 +4,9 @@ Scores L_match (Eq. 1), the area term, L_refine (Eq. 3, against the hand-written
 and, when the run learned them, its prompts) on the ground-truth masks of val scenes, on
 blurred / eroded / dilated copies, on the object with its context, the context alone, the whole
 image, and on the training masks of the run's initial, stage-1 and stage-3 generators. If the
-objective is not lowest near the ground truth, no optimiser can make the stages help.
+objective is not lowest near the ground truth, no optimiser can make the stages help. Where it
+is, the last tables say where descent goes from the stage-1 masks (each term's gradient on the
+object, the context and elsewhere) and how well stage 2 fitted the prompts to their targets.
 
     python benchmarks/objective_preferences.py [--scenes 150] [--lambda-b 1] [--area 3] \
         [--lam 2] [--class-name cow] [--on-context yes|no]
@@ -31,9 +33,12 @@ from semples.data.images import to_tensor
 from semples.data.toy_world import ToyWorldConfig, render_scene
 from semples.diagnostics import (
     Pair,
+    mask_gradients_by_region,
     mask_mass_by_region,
     objective_table,
+    prompt_fit,
     prompt_similarities,
+    stage2_fitted_targets,
     stage2_target_charges,
     stage2_view_by_object_count,
 )
@@ -161,6 +166,23 @@ def main() -> None:
         print(similarity.to_string(float_format="%.2f"))
         print("\nCosine of each learned prompt with CLIP's view of (each alone on black):\n")
         print(prompt_similarities(clip, pairs, learned, names).to_string(float_format="%.3f"))
+    stage1_masks = masks.get("stage-1 generator's masks")
+    if stage1_masks is not None:
+        # Where descent from stage 3's starting masks goes (stage 3 starts from stage 1's
+        # generator by default), and what stage 2 fitted the prompts to at those masks.
+        against = {"hand-written": handwritten,
+                   "stage 2's target": stage2_fitted_targets(clip, pairs, stage1_masks, len(names))}
+        if prompts:
+            against["learned"] = learned
+            print("\nHow well stage 2 fitted each learned prompt: cosine with its targets "
+                  "(1 - M) X at the stage-1 masks M,\nagainst the masked foreground M X:\n")
+            print(prompt_fit(clip, pairs, stage1_masks, learned, names)
+                  .to_string(float_format="%.3f"))  # fmt: skip
+        print("\nMean gradient dL/dM per pixel at the stage-1 masks, in units of the area term's "
+              "(> 0: the term lowers the\nmask there; weights: match_bg x lambda_b, refine x lam):"
+              "\n")  # fmt: skip
+        gradients = mask_gradients_by_region(clip, pairs, stage1_masks, labels, against, names)
+        print(gradients.to_string(float_format="%.2f"))
 
 
 if __name__ == "__main__":

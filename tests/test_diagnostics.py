@@ -11,13 +11,17 @@ from semples.data.toy_world import TOY_CLASSES, ToyWorldConfig, render_scene
 from semples.diagnostics import (
     GROUND_TRUTH_VARIANTS,
     Pair,
+    mask_gradients_by_region,
     mask_mass_by_region,
     objective_table,
     probe_features,
+    prompt_fit,
     prompt_similarities,
+    stage2_fitted_targets,
     stage2_target_charges,
     stage2_view_by_object_count,
 )
+from semples.losses import match_loss, refine_loss
 
 
 def random_clip_and_pairs(scenes: int):
@@ -175,3 +179,67 @@ def test_mask_mass_by_region_says_where_each_mask_looks():
     np.testing.assert_allclose(table["context"], 0.5, atol=1e-4)
     with pytest.raises(ValueError, match="5 masks for 6 pairs"):
         mask_mass_by_region(with_context[:6], halves[:5], TOY_CLASSES)
+
+
+def test_mask_gradients_by_region_are_the_losses_directional_derivatives():
+    """A region's column times its pixel share is the central difference of the term when that
+    region of the mask moves; the area term's push is 1 per pixel by construction."""
+    clip, pairs = random_clip_and_pairs(2)
+    pair = next(p for p in pairs if p.context_mask.any())
+    generator = torch.Generator().manual_seed(0)
+    masks = 0.25 + 0.5 * torch.rand(1, 64, 64, generator=generator)
+    # Class and prompt features that are views of the image itself, so that every similarity
+    # sits inside the losses' clamp (a random CLIP's texts can fall below it: zero gradient).
+    with torch.no_grad():
+        image = pair.image.unsqueeze(0)
+        labels = clip.encode_images(image).expand(len(TOY_CLASSES), -1).clone()
+        context_view = image * torch.from_numpy(pair.context_mask).float()
+        prompts = clip.encode_images(context_view).expand(len(TOY_CLASSES), -1).clone()
+    table = mask_gradients_by_region(clip, [pair], masks, labels, {"texts": prompts}, TOY_CLASSES)
+    name = TOY_CLASSES[pair.class_index]
+    assert list(table.loc[name].index) == ["match_fg", "match_bg", "refine: texts"]
+    u_f, u_b = labels[[pair.class_index]], prompts[[pair.class_index]]
+
+    def terms(m: torch.Tensor) -> dict[str, float]:
+        soft = m.unsqueeze(1)
+        with torch.no_grad():
+            fg = clip.encode_images(soft * pair.image)
+            bg = clip.encode_images((1 - soft) * pair.image)
+            match = match_loss(fg, bg, u_f, 1.0).parts
+            return {**{k: float(v) for k, v in match.items()},
+                    "refine: texts": float(refine_loss(fg, u_b))}  # fmt: skip
+
+    assert (table.loc[name][["object", "context"]].abs() > 1e-2).all().all()  # not clamped
+    step = 0.01
+    object_mask = torch.from_numpy(pair.object_mask).float()
+    context = torch.from_numpy(pair.context_mask & ~pair.object_mask).float()
+    for region, where in (("object", object_mask), ("context", context)):
+        up, down = terms(masks + step * where), terms(masks - step * where)
+        share = float(where.mean())
+        for term in table.loc[name].index:
+            difference = (up[term] - down[term]) / (2 * step)
+            assert table.loc[(name, term), region] * share == pytest.approx(
+                difference, rel=0.05, abs=2e-3
+            ), (region, term)
+    # several classes: one block of terms per class, in the class list's order
+    random_masks = torch.rand(len(pairs), 64, 64, generator=generator)
+    text_features = class_text_features(clip, TOY_CLASSES)
+    several = mask_gradients_by_region(clip, pairs, random_masks, text_features, {}, TOY_CLASSES)
+    present = [c for c in TOY_CLASSES if c in {TOY_CLASSES[p.class_index] for p in pairs}]
+    assert list(several.index) == [(c, t) for c in present for t in ("match_fg", "match_bg")]
+    with pytest.raises(ValueError, match="2 masks for 1 pairs"):
+        mask_gradients_by_region(clip, [pair], masks.expand(2, -1, -1), labels, {}, TOY_CLASSES)
+
+
+def test_a_prompt_equal_to_its_fitted_target_fits_it_exactly():
+    clip, pairs = random_clip_and_pairs(4)
+    masks = torch.stack([torch.from_numpy(p.object_mask).float() for p in pairs])
+    targets = stage2_fitted_targets(clip, pairs, masks, len(TOY_CLASSES))
+    present = sorted({p.class_index for p in pairs})
+    np.testing.assert_allclose(targets[present].norm(dim=-1), 1.0, atol=1e-5)
+    absent = [k for k in range(len(TOY_CLASSES)) if k not in present]
+    assert torch.all(targets[absent] == 0)
+    table = prompt_fit(clip, pairs, masks, targets, TOY_CLASSES)
+    assert list(table.index) == [TOY_CLASSES[k] for k in present]
+    np.testing.assert_allclose(table["with the mean target"], 1.0, atol=1e-5)
+    assert (table["with each target"] <= 1.0 + 1e-5).all()

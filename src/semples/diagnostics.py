@@ -305,3 +305,114 @@ def mask_mass_by_region(
             "area": float(mask.mean()),
         })  # fmt: skip
     return pd.DataFrame(rows).groupby("class", sort=False).mean()
+
+
+def _regions(pair: Pair) -> dict[str, np.ndarray]:
+    context = pair.context_mask
+    if context is None:
+        context = np.zeros_like(pair.object_mask)
+    context = context & ~pair.object_mask
+    return {"object": pair.object_mask, "context": context,
+            "elsewhere": ~(pair.object_mask | context)}  # fmt: skip
+
+
+def mask_gradients_by_region(
+    clip: FrozenClip,
+    pairs: Sequence[Pair],
+    masks: Tensor,
+    label_features: Tensor,
+    prompt_features: Mapping[str, Tensor],
+    class_names: Sequence[str],
+    batch_size: int = 64,
+) -> pd.DataFrame:
+    """Which way each term of the objective pushes the masks [P, H, W] of ``pairs``, per class:
+    the mean gradient dL/dM of a pixel on the object, on its context and elsewhere.
+
+    The scores of :func:`objective_table` say which *masks* a term prefers; these say where
+    descent from the masks a generator actually gives goes next. Units: the area term's push,
+    which is 1 on every pixel (a term's gradient times the pixel count, per pair), so the
+    columns add as the loss's weights say (``match_bg`` times lambda_b, ``refine`` times lam,
+    area times its weight). Positive: the term lowers the mask there. Terms: ``match_fg``,
+    ``match_bg``, and ``refine: <name>`` against each ``prompt_features[name]`` [K, D]
+    (hand-written texts, learned prompts, a fitted target). A pair without a context mask has
+    no context pixels (NaN context column where a class has none)."""
+    if len(pairs) != len(masks):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+    rows = []
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        images = torch.stack([pair.image for pair in chunk])
+        classes = torch.tensor([pair.class_index for pair in chunk])
+        leaf = masks[start : start + batch_size].detach().float().requires_grad_(True)
+        soft = leaf.unsqueeze(1)
+        foreground = clip.encode_images(soft * images)
+        background = clip.encode_images((1 - soft) * images)
+        match = match_loss(foreground, background, label_features[classes], lambda_b=1.0)
+        terms = dict(match.parts)
+        for name, features in prompt_features.items():
+            terms[f"refine: {name}"] = refine_loss(foreground, features[classes])
+        scale = len(chunk) * leaf[0].numel()  # per-pair mean losses -> per-pixel area units
+        for term, loss in terms.items():
+            (gradient,) = torch.autograd.grad(loss, leaf, retain_graph=True)
+            gradient = (gradient * scale).numpy()
+            for pair, pixels in zip(chunk, gradient, strict=True):
+                rows.append({"class": class_names[pair.class_index], "term": term, **{
+                    region: float(pixels[where].mean()) if where.any() else np.nan
+                    for region, where in _regions(pair).items()
+                }})  # fmt: skip
+    table = pd.DataFrame(rows).groupby(["class", "term"], sort=False).mean()
+    rank = {name: position for position, name in enumerate(class_names)}
+    return table.iloc[np.argsort([rank[name] for name, _ in table.index], kind="stable")]
+
+
+@torch.no_grad()
+def stage2_fitted_targets(
+    clip: FrozenClip, pairs: Sequence[Pair], masks: Tensor, num_classes: int
+) -> Tensor:
+    """Per class, the unit mean of CLIP's unit features of (1 - M) X over its pairs: what stage
+    2's image term fits the class's prompt to when M are the stage-1 generator's masks [P, H,
+    W] (the best prompt it could learn, before the text term). Zero for a class without pairs."""
+    if len(pairs) != len(masks):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+    images = torch.stack([pair.image for pair in pairs])
+    views = torch.nn.functional.normalize(
+        clip.encode_images((1 - masks.float().unsqueeze(1)) * images).float(), dim=-1
+    )
+    classes = torch.tensor([pair.class_index for pair in pairs])
+    targets = torch.zeros(num_classes, views.shape[-1])
+    for k in classes.unique():
+        targets[k] = torch.nn.functional.normalize(views[classes == k].mean(0), dim=0)
+    return targets
+
+
+@torch.no_grad()
+def prompt_fit(
+    clip: FrozenClip,
+    pairs: Sequence[Pair],
+    masks: Tensor,
+    prompt_features: Tensor,
+    class_names: Sequence[str],
+) -> pd.DataFrame:
+    """How well stage 2 fitted each class's prompt [K, D] to its target at the stage-1 masks
+    [P, H, W]: mean cosine with each pair's (1 - M) X view and with their mean
+    (:func:`stage2_fitted_targets`), against the cosine with the masked foreground M X that
+    L_refine will push from it. A prompt as close to the foreground as to its target cannot
+    tell stage 3 what to take off a mask."""
+    if len(pairs) != len(masks):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+    images = torch.stack([pair.image for pair in pairs])
+    soft = masks.float().unsqueeze(1)
+    classes = torch.tensor([pair.class_index for pair in pairs])
+    unit = torch.nn.functional.normalize
+    prompts = unit(prompt_features.float(), dim=-1)
+    targets = stage2_fitted_targets(clip, pairs, masks, len(prompt_features))
+    columns = {
+        "with each target": unit(clip.encode_images((1 - soft) * images).float(), dim=-1),
+        "with the masked foreground": unit(clip.encode_images(soft * images).float(), dim=-1),
+    }
+    table = pd.DataFrame({
+        name: (views * prompts[classes]).sum(-1).numpy() for name, views in columns.items()
+    }).groupby(classes.numpy()).mean()  # fmt: skip
+    table.insert(1, "with the mean target", (prompts * targets).sum(-1).numpy()[table.index])
+    table.index = [class_names[k] for k in table.index]
+    return table
