@@ -106,6 +106,16 @@ def test_every_environment_validates(env, tmp_path):
             r"generator\.arch = 'resnet51'.*'small_fcn'",
         ),
         (
+            "pseudo_labels.generator.options",
+            {"dilations": [2]},
+            r"generator: .*options \{'dilations': \[2\]\} do not fit 'small_fcn'.*two integers",
+        ),
+        (
+            "pseudo_labels.generator.options",
+            {"output_strid": 8},
+            r"options \{'output_strid': 8\} do not fit 'small_fcn'.*'output_strid'",
+        ),
+        (
             "pseudo_labels.pseudo_masks.irnet.backbone",
             "big",
             r"irnet\.backbone = 'big'",

@@ -28,7 +28,11 @@ from pydantic import (
 from semples.clip.model import check_clip_weights
 from semples.clip.pretrain import PretrainConfig
 from semples.data.toy_world import ToyWorldConfig
-from semples.models.cam_networks import GENERATOR_ARCHITECTURES, MASK_ACTIVATIONS
+from semples.models.cam_networks import (
+    GENERATOR_ARCHITECTURES,
+    MASK_ACTIVATIONS,
+    check_generator_options,
+)
 from semples.refine.irnet import IMAGE_SCALES as IRNET_IMAGE_SCALES
 from semples.refine.irnet import IRNET_BACKBONES
 from semples.refine.pseudo_masks import REFINE_MODES
@@ -115,6 +119,11 @@ class Generator(Strict):
     weights: ExistingFile = None
     options: dict[str, Any] = {}
     cam_pretraining: CamClassifierConfig | None = None
+
+    @model_validator(mode="after")
+    def _options_fit(self) -> Generator:
+        check_generator_options(self.arch, self.options)
+        return self
 
 
 class Prompts(Strict):

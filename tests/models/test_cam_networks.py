@@ -17,6 +17,7 @@ from semples.models import (
     inference_cams,
     masks_for_pairs,
 )
+from semples.models.cam_networks import GENERATOR_ARCHITECTURES, check_generator_options
 
 ARCHS = {
     "small_fcn": (SmallFcnCam, 4),
@@ -294,3 +295,23 @@ def test_weights_that_fit_nothing_name_the_file(tmp_path):
     torch.save([torch.zeros(1)], path)
     with pytest.raises(ValueError, match=r"unrelated\.pt.*state dict"):
         build_mask_generator("small_fcn", 3, weights=path)
+
+
+@pytest.mark.parametrize(
+    "arch,options,message",
+    [
+        ("small_fcn", {"dilations": [2, 0]}, "dilations must be two integers"),
+        ("small_fcn", {"output_stride": 5}, "output_stride must be 4 or 8"),
+        ("resnet50", {"dilations": [2, 3]}, "unexpected keyword argument 'dilations'"),
+        ("small_fcn2", {}, "unknown mask generator 'small_fcn2'"),
+    ],
+)
+def test_check_generator_options_names_what_does_not_fit(arch, options, message):
+    with pytest.raises(ValueError, match=message):
+        check_generator_options(arch, options)
+
+
+def test_check_generator_options_accepts_what_builds():
+    for arch in GENERATOR_ARCHITECTURES:
+        check_generator_options(arch, {})
+    check_generator_options("small_fcn", {"dilations": [2, 4], "output_stride": 8})

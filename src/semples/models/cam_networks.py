@@ -236,6 +236,21 @@ def build_mask_generator(
     return model
 
 
+def check_generator_options(arch: str, options: Mapping[str, Any]) -> None:
+    """Raise ValueError, naming the options, when ``options`` do not build ``arch``: an unknown
+    option or a value its constructor refuses. The generator is built on the meta device (no
+    memory, no weights), so parameter validation can afford it before a run starts."""
+    if arch not in _ARCHITECTURES:
+        raise ValueError(f"unknown mask generator {arch!r}; choose one of {sorted(_ARCHITECTURES)}")
+    try:
+        with torch.device("meta"):
+            _ARCHITECTURES[arch](1, **options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"generator options {dict(options)} do not fit {arch!r}: {error}"
+        ) from error
+
+
 def _listed(keys: list[str]) -> str:
     more = ", ..." if len(keys) > _MAX_LISTED_KEYS else ""
     return ", ".join(keys[:_MAX_LISTED_KEYS]) + more
