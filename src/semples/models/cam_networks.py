@@ -218,6 +218,12 @@ _ARCHITECTURES: dict[str, type[MaskGenerator]] = {
 GENERATOR_ARCHITECTURES = tuple(_ARCHITECTURES)
 
 
+def _architecture(arch: str) -> type[MaskGenerator]:
+    if arch not in _ARCHITECTURES:
+        raise ValueError(f"unknown mask generator {arch!r}; choose one of {sorted(_ARCHITECTURES)}")
+    return _ARCHITECTURES[arch]
+
+
 def build_mask_generator(
     arch: str, num_classes: int, weights: str | Path | None = None, **options: Any
 ) -> MaskGenerator:
@@ -228,9 +234,7 @@ def build_mask_generator(
     dict (see ``load_generator_weights``). ``options`` go to the architecture's constructor
     (e.g. ``output_stride`` of ``small_fcn``).
     """
-    if arch not in _ARCHITECTURES:
-        raise ValueError(f"unknown mask generator {arch!r}; choose one of {sorted(_ARCHITECTURES)}")
-    model = _ARCHITECTURES[arch](num_classes, **options)
+    model = _architecture(arch)(num_classes, **options)
     if weights is not None:
         load_generator_weights(model, weights)
     return model
@@ -240,11 +244,10 @@ def check_generator_options(arch: str, options: Mapping[str, Any]) -> None:
     """Raise ValueError, naming the options, when ``options`` do not build ``arch``: an unknown
     option or a value its constructor refuses. The generator is built on the meta device (no
     memory, no weights), so parameter validation can afford it before a run starts."""
-    if arch not in _ARCHITECTURES:
-        raise ValueError(f"unknown mask generator {arch!r}; choose one of {sorted(_ARCHITECTURES)}")
+    architecture = _architecture(arch)
     try:
         with torch.device("meta"):
-            _ARCHITECTURES[arch](1, **options)
+            architecture(1, **options)
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"generator options {dict(options)} do not fit {arch!r}: {error}"
