@@ -195,6 +195,10 @@ def _probe_pairs(pairs: Sequence[Pair]) -> list[Pair]:
     return pairs
 
 
+def _unit_features(clip: FrozenClip, images: Tensor) -> Tensor:
+    return torch.nn.functional.normalize(clip.encode_images(images).float(), dim=-1)
+
+
 @torch.no_grad()
 def probe_features(clip: FrozenClip, pairs: Sequence[Pair]) -> dict[str, Tensor]:
     """CLIP's unit features [N, D] of each ``PROMPT_PROBES`` view of each pair, alone on black."""
@@ -202,8 +206,7 @@ def probe_features(clip: FrozenClip, pairs: Sequence[Pair]) -> dict[str, Tensor]
     features = {}
     for name, probe in PROMPT_PROBES.items():
         masks = torch.tensor(np.stack([probe(pair) for pair in pairs]), dtype=torch.float32)
-        encoded = clip.encode_images(masks.unsqueeze(1) * images).float()
-        features[name] = torch.nn.functional.normalize(encoded, dim=-1)
+        features[name] = _unit_features(clip, masks.unsqueeze(1) * images)
     return features
 
 
@@ -280,6 +283,11 @@ def stage2_view_by_object_count(
     return table.pivot_table(index="objects", columns="class", values="cosine", aggfunc="mean")
 
 
+def _check_one_mask_per_pair(pairs: Sequence[Pair], masks: Tensor) -> None:
+    if len(pairs) != len(masks):
+        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+
+
 def mask_mass_by_region(
     pairs: Sequence[Pair], masks: Tensor, class_names: Sequence[str]
 ) -> pd.DataFrame:
@@ -287,8 +295,7 @@ def mask_mass_by_region(
     context and elsewhere, and the mask's mean (its area): where a generator looks when its
     CAMs miss the object (a mask on the context is the co-occurrence problem; a vanishing area
     an emptied class). A pair without a context mask has no context pixels."""
-    if len(pairs) != len(masks):
-        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+    _check_one_mask_per_pair(pairs, masks)
     rows = []
     for pair, mask in zip(pairs, masks.float(), strict=True):
         total = float(mask.sum()) + 1e-6
@@ -336,8 +343,7 @@ def mask_gradients_by_region(
     ``match_bg``, and ``refine: <name>`` against each ``prompt_features[name]`` [K, D]
     (hand-written texts, learned prompts, a fitted target). A pair without a context mask has
     no context pixels (NaN context column where a class has none)."""
-    if len(pairs) != len(masks):
-        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
+    _check_one_mask_per_pair(pairs, masks)
     rows = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
@@ -365,6 +371,20 @@ def mask_gradients_by_region(
     return table.iloc[np.argsort([rank[name] for name, _ in table.index], kind="stable")]
 
 
+def _images_and_masks(pairs: Sequence[Pair], masks: Tensor) -> tuple[Tensor, Tensor]:
+    """The pairs' images [P, 3, H, W] and their masks [P, 1, H, W] as float."""
+    _check_one_mask_per_pair(pairs, masks)
+    return torch.stack([pair.image for pair in pairs]), masks.float().unsqueeze(1)
+
+
+def _class_means(views: Tensor, classes: Tensor, num_classes: int) -> Tensor:
+    """Per class, the unit mean of its rows of ``views`` [P, D]; zero for a class without."""
+    means = torch.zeros(num_classes, views.shape[-1])
+    for k in classes.unique():
+        means[k] = torch.nn.functional.normalize(views[classes == k].mean(0), dim=0)
+    return means
+
+
 @torch.no_grad()
 def stage2_fitted_targets(
     clip: FrozenClip, pairs: Sequence[Pair], masks: Tensor, num_classes: int
@@ -372,17 +392,9 @@ def stage2_fitted_targets(
     """Per class, the unit mean of CLIP's unit features of (1 - M) X over its pairs: what stage
     2's image term fits the class's prompt to when M are the stage-1 generator's masks [P, H,
     W] (the best prompt it could learn, before the text term). Zero for a class without pairs."""
-    if len(pairs) != len(masks):
-        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
-    images = torch.stack([pair.image for pair in pairs])
-    views = torch.nn.functional.normalize(
-        clip.encode_images((1 - masks.float().unsqueeze(1)) * images).float(), dim=-1
-    )
+    images, soft = _images_and_masks(pairs, masks)
     classes = torch.tensor([pair.class_index for pair in pairs])
-    targets = torch.zeros(num_classes, views.shape[-1])
-    for k in classes.unique():
-        targets[k] = torch.nn.functional.normalize(views[classes == k].mean(0), dim=0)
-    return targets
+    return _class_means(_unit_features(clip, (1 - soft) * images), classes, num_classes)
 
 
 @torch.no_grad()
@@ -398,20 +410,18 @@ def prompt_fit(
     (:func:`stage2_fitted_targets`), against the cosine with the masked foreground M X that
     L_refine will push from it. A prompt as close to the foreground as to its target cannot
     tell stage 3 what to take off a mask."""
-    if len(pairs) != len(masks):
-        raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
-    images = torch.stack([pair.image for pair in pairs])
-    soft = masks.float().unsqueeze(1)
+    images, soft = _images_and_masks(pairs, masks)
     classes = torch.tensor([pair.class_index for pair in pairs])
-    unit = torch.nn.functional.normalize
-    prompts = unit(prompt_features.float(), dim=-1)
-    targets = stage2_fitted_targets(clip, pairs, masks, len(prompt_features))
+    prompts = torch.nn.functional.normalize(prompt_features.float(), dim=-1)
+    background = _unit_features(clip, (1 - soft) * images)
+    targets = _class_means(background, classes, len(prompt_features))
     columns = {
-        "with each target": unit(clip.encode_images((1 - soft) * images).float(), dim=-1),
-        "with the masked foreground": unit(clip.encode_images(soft * images).float(), dim=-1),
+        "with each target": background,
+        "with the masked foreground": _unit_features(clip, soft * images),
     }
     table = pd.DataFrame({
-        name: (views * prompts[classes]).sum(-1).numpy() for name, views in columns.items()
+        name: (features * prompts[classes]).sum(-1).numpy()
+        for name, features in columns.items()
     }).groupby(classes.numpy()).mean()  # fmt: skip
     table.insert(1, "with the mean target", (prompts * targets).sum(-1).numpy()[table.index])
     table.index = [class_names[k] for k in table.index]
