@@ -80,6 +80,7 @@ def main() -> None:
     lambda_b = common["lambda_b"] if args.lambda_b is None else args.lambda_b
     area = common["area_weight"] if args.area is None else args.area
     lam = common["lam"] if args.lam is None else args.lam
+    floor = common.get("similarity_floor")
     names = json.loads(latest("02_intermediate/dataset_classes.json", "dataset_classes.json")
                        .read_text())["class_names"]  # fmt: skip
 
@@ -125,9 +126,9 @@ def main() -> None:
         )  # fmt: skip
 
     print(f"{len(pairs)} positive pairs of {args.scenes} val scenes; lambda_b={lambda_b}, "
-          f"area weight={area}, lambda={lam}")  # fmt: skip
+          f"area weight={area}, lambda={lam}, similarity floor={floor}")  # fmt: skip
     for prompts_name, background in (("hand-written context texts", handwritten),):
-        table = objective_table(clip, pairs, labels, background, masks, lambda_b, area, lam)
+        table = objective_table(clip, pairs, labels, background, masks, lambda_b, area, lam, floor)
         print(f"\nL_refine against the {prompts_name}:\n")
         print(table.to_string(float_format="%.3f"))
     if any(p.context_mask is not None and p.context_mask.any() for p in pairs):
@@ -148,7 +149,7 @@ def main() -> None:
         learner.load_state_dict(prompts)
         with torch.no_grad():
             learned = learner()
-        table = objective_table(clip, pairs, labels, learned, {}, lambda_b, area, lam)
+        table = objective_table(clip, pairs, labels, learned, {}, lambda_b, area, lam, floor)
         print("\nL_refine against the learned prompts:\n")
         print(table[["L_refine", "total"]].to_string(float_format="%.3f"))
         # What each learned prompt describes: a prompt as close to its class text as to the
@@ -181,7 +182,9 @@ def main() -> None:
         print("\nMean gradient dL/dM per pixel at the stage-1 masks, in units of the area term's "
               "(> 0: the term lowers the\nmask there; weights: match_bg x lambda_b, refine x lam):"
               "\n")  # fmt: skip
-        gradients = mask_gradients_by_region(clip, pairs, stage1_masks, labels, against, names)
+        gradients = mask_gradients_by_region(
+            clip, pairs, stage1_masks, labels, against, names, floor
+        )
         print(gradients.to_string(float_format="%.2f"))
 
 

@@ -50,6 +50,20 @@ def table():
     )  # fmt: skip
 
 
+def test_the_similarity_floor_reaches_the_foreground_term(table):
+    """The random CLIP's cosines lie near 0: under a floor of 0.5 match_fg follows the tangent,
+    not the clamped log, wherever the cosine is below the floor; match_bg is unchanged."""
+    clip, pairs = random_clip_and_pairs(4)
+    floored = objective_table(
+        clip, pairs, class_text_features(clip, TOY_CLASSES),
+        clip.encode_texts([f"a photo of {c}." for c in ("sky", "water") * 3]),
+        {"blank masks": torch.zeros(len(pairs), 64, 64)}, lambda_b=2.0, area_weight=3.0, lam=0.5,
+        similarity_floor=0.5, batch_size=3,
+    )  # fmt: skip
+    np.testing.assert_allclose(floored["match_bg"], table["match_bg"], rtol=1e-5)
+    assert (floored["match_fg"] != table["match_fg"]).any()
+
+
 def test_one_row_per_variant_and_generator(table):
     assert list(table.index) == [*GROUND_TRUTH_VARIANTS, "blank masks"]
 
@@ -243,3 +257,5 @@ def test_a_prompt_equal_to_its_fitted_target_fits_it_exactly():
     assert list(table.index) == [TOY_CLASSES[k] for k in present]
     np.testing.assert_allclose(table["with the mean target"], 1.0, atol=1e-5)
     assert (table["with each target"] <= 1.0 + 1e-5).all()
+    opposed = prompt_fit(clip, pairs, masks, -targets, TOY_CLASSES)["targets <= 1e-4"]
+    assert (table["targets <= 1e-4"] <= opposed).all() and (opposed > 0).all()

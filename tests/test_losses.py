@@ -76,6 +76,37 @@ def test_match_loss_hand_computed():
         match_loss(v_f, v_b, u_f, lambda_b=-1.0)
 
 
+def test_similarity_floor_keeps_log_above_and_its_tangent_below():
+    v_f = torch.cat([AT_06, OPPOSITE])  # cosines 0.6 and -1 with X
+    u_f = torch.cat([X, X])
+    floor = 0.05
+    terms = match_loss(v_f, torch.cat([AT_08, AT_08]), u_f, lambda_b=1.0, similarity_floor=floor)
+    tangent = -math.log(floor) - (-1.0 - floor) / floor
+    assert terms.parts["match_fg"].item() == pytest.approx((-math.log(0.6) + tangent) / 2)
+    just_above = torch.tensor([[floor, math.sqrt(1 - floor**2)]])
+    just_below = torch.tensor([[floor - 1e-4, math.sqrt(1 - (floor - 1e-4) ** 2)]])
+    above = match_loss(just_above, X, X, 0.0, similarity_floor=floor).parts["match_fg"].item()
+    below = match_loss(just_below, X, X, 0.0, similarity_floor=floor).parts["match_fg"].item()
+    assert below == pytest.approx(above + 1e-4 / floor, rel=1e-4)  # continuous, slope 1 / floor
+
+
+def test_similarity_floor_gives_gradient_where_the_clamp_gives_none():
+    """A pair with a negative cosine: the paper's clamp leaves it still, the floor pulls it."""
+    for floor, moves in ((None, False), (0.05, True)):
+        v_b = OPPOSITE.clone().add(torch.tensor([[0.0, 0.1]])).requires_grad_(True)
+        prompt_loss(X, v_b, AT_06, lambda_t=0.0, similarity_floor=floor).total.backward()
+        assert bool(v_b.grad.any()) is moves
+    v_f = (OPPOSITE + torch.tensor([[0.0, 0.1]])).requires_grad_(True)
+    match_loss(v_f, X, X, lambda_b=0.0, similarity_floor=0.05).total.backward()
+    assert v_f.grad[0, 0] < 0  # descent (minus the gradient) turns it towards X
+
+
+@pytest.mark.parametrize("floor", [0.0, -0.1, 0.9999, 1.5])
+def test_similarity_floor_out_of_range_is_named(floor):
+    with pytest.raises(ValueError, match="similarity_floor"):
+        match_loss(X, X, X, lambda_b=1.0, similarity_floor=floor)
+
+
 def test_prompt_loss_paper_and_reference_text_terms():
     u_b = torch.cat([AT_06, X])
     v_b = torch.cat([X, AT_08])  # sims with u_b: 0.6, 0.8

@@ -113,15 +113,17 @@ def score_masks(
     lambda_b: float,
     area_weight: float,
     lam: float,
+    similarity_floor: float | None = None,
 ) -> dict[str, float]:
-    """Every term of the objective for ``masks`` [P, H, W] of ``pairs`` (P in total)."""
+    """Every term of the objective for ``masks`` [P, H, W] of ``pairs`` (P in total), with
+    L_match's foreground term floored as the run's ``similarity_floor`` says."""
     images = torch.stack([pair.image for pair in pairs])
     classes = torch.tensor([pair.class_index for pair in pairs])
     soft = masks.unsqueeze(1)
     foreground = clip.encode_images(soft * images)
     background = clip.encode_images((1 - soft) * images)
     u_f = label_features[classes]
-    match = match_loss(foreground, background, u_f, lambda_b)
+    match = match_loss(foreground, background, u_f, lambda_b, similarity_floor)
     area = area_loss(masks)
     truth = torch.tensor(np.stack([pair.object_mask for pair in pairs]), dtype=torch.float32)
     row = {
@@ -150,6 +152,7 @@ def objective_table(
     lambda_b: float,
     area_weight: float,
     lam: float,
+    similarity_floor: float | None = None,
     batch_size: int = 64,
 ) -> pd.DataFrame:
     """One row per mask kind: the ground-truth variants, then each generator's masks
@@ -168,7 +171,7 @@ def objective_table(
         batches = [
             (len(chunk), score_masks(
                 clip, chunk, masks[start : start + batch_size], label_features,
-                background_features, lambda_b, area_weight, lam,
+                background_features, lambda_b, area_weight, lam, similarity_floor,
             ))  # fmt: skip
             for start in range(0, len(pairs), batch_size)
             for chunk in [pairs[start : start + batch_size]]
@@ -330,6 +333,7 @@ def mask_gradients_by_region(
     label_features: Tensor,
     prompt_features: Mapping[str, Tensor],
     class_names: Sequence[str],
+    similarity_floor: float | None = None,
     batch_size: int = 64,
 ) -> pd.DataFrame:
     """Which way each term of the objective pushes the masks [P, H, W] of ``pairs``, per class:
@@ -353,7 +357,9 @@ def mask_gradients_by_region(
         soft = leaf.unsqueeze(1)
         foreground = clip.encode_images(soft * images)
         background = clip.encode_images((1 - soft) * images)
-        match = match_loss(foreground, background, label_features[classes], lambda_b=1.0)
+        match = match_loss(
+            foreground, background, label_features[classes], 1.0, similarity_floor
+        )
         terms = dict(match.parts)
         for name, features in prompt_features.items():
             terms[f"refine: {name}"] = refine_loss(foreground, features[classes])
@@ -409,20 +415,21 @@ def prompt_fit(
     [P, H, W]: mean cosine with each pair's (1 - M) X view and with their mean
     (:func:`stage2_fitted_targets`), against the cosine with the masked foreground M X that
     L_refine will push from it. A prompt as close to the foreground as to its target cannot
-    tell stage 3 what to take off a mask."""
+    tell stage 3 what to take off a mask. ``targets <= 1e-4``: the share of the pairs whose
+    cosine with the prompt is at or below the paper's clamp, which gives them no gradient."""
     images, soft = _images_and_masks(pairs, masks)
     classes = torch.tensor([pair.class_index for pair in pairs])
     prompts = torch.nn.functional.normalize(prompt_features.float(), dim=-1)
     background = _unit_features(clip, (1 - soft) * images)
     targets = _class_means(background, classes, len(prompt_features))
-    columns = {
-        "with each target": background,
-        "with the masked foreground": _unit_features(clip, soft * images),
-    }
+    with_targets = (background * prompts[classes]).sum(-1)
     table = pd.DataFrame({
-        name: (features * prompts[classes]).sum(-1).numpy()
-        for name, features in columns.items()
+        "with each target": with_targets.numpy(),
+        "with the mean target": (prompts * targets).sum(-1).numpy()[classes],
+        "with the masked foreground": (
+            _unit_features(clip, soft * images) * prompts[classes]
+        ).sum(-1).numpy(),
+        "targets <= 1e-4": (with_targets <= 1e-4).float().numpy(),
     }).groupby(classes.numpy()).mean()  # fmt: skip
-    table.insert(1, "with the mean target", (prompts * targets).sum(-1).numpy()[table.index])
     table.index = [class_names[k] for k in table.index]
     return table

@@ -4,10 +4,19 @@ Every loss takes CLIP features with one row per positive (image, class) pair -- 
 features of masked images, u: text features -- and averages over the pairs. ``sim`` is the
 cosine similarity clamped to [1e-4, 0.9999] (the paper follows CLIMS: non-positive scores become
 a small positive number), so that both -log(sim) and -log(1 - sim) stay finite.
+
+The clamp passes no gradient to a pair whose cosine is non-positive. Real CLIP's image-text
+cosines are positive in practice (about 0.1-0.35), so it seldom bites there; a CLIP whose
+cosines go negative (the toy CLIP's do) loses the gradient of exactly the pairs an attracting
+term fits worst. The attracting
+terms (-log sim of L_match's foreground and L_prompt's image term) therefore take an optional
+``similarity_floor``: below it, -log sim continues along its tangent line, so such a pair still
+pulls with a bounded slope (1 / floor). Above the floor the terms are the paper's.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -45,9 +54,17 @@ def clamped_similarity(a: Tensor, b: Tensor, low: float = 1e-4, high: float = 0.
     return F.cosine_similarity(a, b, dim=-1).clamp(low, high)
 
 
-def _attract(a: Tensor, b: Tensor) -> Tensor:
-    """mean[-log sim(a, b)]: small when a and b point the same way."""
-    return -torch.log(clamped_similarity(a, b)).mean()
+def _attract(a: Tensor, b: Tensor, floor: float | None = None) -> Tensor:
+    """mean[-log sim(a, b)]: small when a and b point the same way. With ``floor``, a pair whose
+    cosine is below it scores -log(floor) - (cosine - floor) / floor, the tangent at the floor."""
+    if floor is None:
+        return -torch.log(clamped_similarity(a, b)).mean()
+    if not 0.0 < floor < 0.9999:
+        raise ValueError(f"similarity_floor must be in (0, 0.9999) or None, got {floor}")
+    above = -torch.log(clamped_similarity(a, b, low=floor))
+    cosine = F.cosine_similarity(a, b, dim=-1)
+    tangent = -math.log(floor) - (cosine - floor) / floor
+    return torch.where(cosine >= floor, above, tangent).mean()
 
 
 def _repel(a: Tensor, b: Tensor) -> Tensor:
@@ -60,11 +77,14 @@ def _check_weight(name: str, value: float) -> None:
         raise ValueError(f"{name} must be >= 0, got {value}")
 
 
-def match_loss(v_f: Tensor, v_b: Tensor, u_f: Tensor, lambda_b: float) -> LossTerms:
+def match_loss(
+    v_f: Tensor, v_b: Tensor, u_f: Tensor, lambda_b: float, similarity_floor: float | None = None
+) -> LossTerms:
     """Eq. (1), segment-label matching: the masked foreground should match its class text,
-    the background should not. Parts: ``match_fg``, ``match_bg`` (before ``lambda_b``)."""
+    the background should not. Parts: ``match_fg``, ``match_bg`` (before ``lambda_b``).
+    ``similarity_floor``: see the module docstring (None: the paper's clamp)."""
     _check_weight("lambda_b", lambda_b)
-    parts = {"match_fg": _attract(v_f, u_f), "match_bg": _repel(v_b, u_f)}
+    parts = {"match_fg": _attract(v_f, u_f, similarity_floor), "match_bg": _repel(v_b, u_f)}
     return LossTerms(total=parts["match_fg"] + lambda_b * parts["match_bg"], parts=parts)
 
 
@@ -76,6 +96,7 @@ def prompt_loss(
     text_term: str = "paper",
     image_term: bool = True,
     use_text_term: bool = True,
+    similarity_floor: float | None = None,
 ) -> LossTerms:
     """Eq. (2), contrastive prompt learning: the learned prompt feature u_b should match the
     background image and not the class text.
@@ -85,7 +106,7 @@ def prompt_loss(
     mean[+log sim(u_b, u_f)] (``"reference"``; negative-valued, it pushes the similarity down
     towards the clamp's lower end). Total = image + lambda_t * text. ``image_term`` /
     ``use_text_term`` switch a term off for the paper's Table 5 ablation; only enabled terms
-    appear in ``parts``.
+    appear in ``parts``. ``similarity_floor`` applies to the image term (module docstring).
     """
     if text_term not in TEXT_TERM_FORMS:
         raise ValueError(f"unknown text_term {text_term!r}; choose one of {list(TEXT_TERM_FORMS)}")
@@ -95,7 +116,7 @@ def prompt_loss(
     parts: dict[str, Tensor] = {}
     total = u_b.new_zeros(())
     if image_term:
-        parts["prompt_image"] = _attract(u_b, v_b)
+        parts["prompt_image"] = _attract(u_b, v_b, similarity_floor)
         total = total + parts["prompt_image"]
     if use_text_term:
         if text_term == "paper":

@@ -153,6 +153,7 @@ class StageSettings(Strict):
     mask_activation: Literal[MASK_ACTIVATIONS] | None = None  # type: ignore[valid-type]
     trainable: Literal[TRAINABLE_PARTS] | None = None  # type: ignore[valid-type]
     text_term: Literal["paper", "reference"] | None = None
+    similarity_floor: Annotated[float, Field(gt=0, lt=0.9999)] | None = None
     amp: bool | None = None
     num_workers: NonNegativeInt | None = None
 

@@ -36,6 +36,7 @@ def test_each_row_of_table_5_is_a_configuration(ablation, expected):
         ({"stage": 1, "epochs": 0}, "epochs must be at least 1, got 0"),
         ({"stage": 1, "max_steps": 0}, "max_steps must be at least 1 or null"),
         ({"stage": 1, "text_term": "other"}, "text_term must be 'paper' or 'reference'"),
+        ({"stage": 1, "similarity_floor": 0.0}, "similarity_floor must be in"),
         (
             {"stage": 2, "prompt_image_term": False, "prompt_text_term": False},
             "stage 2 needs at least one of",

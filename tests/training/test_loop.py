@@ -1,5 +1,7 @@
 """The stage loop on a few 48 px toy scenes with a random toy CLIP and the small generator."""
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import torch
@@ -100,6 +102,18 @@ def test_stage3_adds_the_refine_term(dataset):
     history = train_stage(config, models, dataset, progress=False)
     assert "refine" in history.columns
     assert (history["total"] > history["match_fg"]).all()
+
+
+def test_similarity_floor_reaches_the_attracting_terms(dataset):
+    """The configured floor changes what stages 1 and 2 optimise: the random toy CLIP's cosines
+    lie near 0, below a floor of 0.5, where the tangent differs from the paper's clamped log."""
+    for stage, term in ((1, "match_fg"), (2, "prompt_image")):
+        config = StageConfig(stage=stage, epochs=1, batch_size=4, max_steps=1)
+        floored = replace(config, similarity_floor=0.5)
+        paper, ours = (
+            train_stage(c, fresh_models(), dataset, progress=False)[term] for c in (config, floored)
+        )
+        assert not ours.equals(paper)
 
 
 def test_head_only_training_leaves_the_trunk_and_its_statistics_alone(dataset):

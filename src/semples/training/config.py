@@ -70,6 +70,7 @@ class StageConfig:
     mask_activation: str = "sigmoid"
     trainable: str = "all"
     text_term: str = "paper"
+    similarity_floor: float | None = None
     prompt_image_term: bool = True
     prompt_text_term: bool = True
     learn_prompts: bool = True
@@ -89,6 +90,10 @@ class StageConfig:
             raise ValueError(f"max_steps must be at least 1 or null, got {self.max_steps}")
         if self.text_term not in ("paper", "reference"):
             raise ValueError(f"text_term must be 'paper' or 'reference', got {self.text_term!r}")
+        if self.similarity_floor is not None and not 0.0 < self.similarity_floor < 0.9999:
+            raise ValueError(
+                f"similarity_floor must be in (0, 0.9999) or null, got {self.similarity_floor}"
+            )
         if self.mask_activation not in MASK_ACTIVATIONS:
             raise ValueError(
                 f"mask_activation must be one of {MASK_ACTIVATIONS}, got {self.mask_activation!r}"

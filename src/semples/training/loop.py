@@ -83,7 +83,7 @@ def stage_losses(
         terms = prompt_loss(
             prompt_features, background, label_features, config.lambda_t,
             text_term=config.text_term, image_term=config.prompt_image_term,
-            use_text_term=config.prompt_text_term,
+            use_text_term=config.prompt_text_term, similarity_floor=config.similarity_floor,
         )  # fmt: skip
         return {"total": terms.total, **terms.parts}
 
@@ -92,7 +92,9 @@ def stage_losses(
         torch.cat([soft_masks * pair_images, (1 - soft_masks) * pair_images])
     )
     foreground, background = features[:pair_count], features[pair_count:]
-    terms = match_loss(foreground, background, label_features, config.lambda_b)
+    terms = match_loss(
+        foreground, background, label_features, config.lambda_b, config.similarity_floor
+    )
     losses = {"total": terms.total, **terms.parts}
     if config.area_weight:
         losses["area"] = area_loss(masks)
