@@ -91,6 +91,16 @@ def test_every_environment_validates(env, tmp_path):
             r"pseudo_masks\.refine = 'irm': Input should be 'none', 'crf', 'irn' or 'irn\+crf'",
         ),
         (
+            "pseudo_labels.train.common.similarity_floor",
+            1.0,
+            r"common\.similarity_floor = 1\.0: .*less than 0\.9999",
+        ),
+        (
+            "pseudo_labels.train.prompt_images",
+            "single",
+            r"prompt_images = 'single': Input should be 'all' or 'single_class'",
+        ),
+        (
             "pseudo_labels.train.loss_ablation",
             "al",
             r"loss_ablation = 'al'",

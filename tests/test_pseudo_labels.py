@@ -3,6 +3,9 @@ parameters skip (the reports: test_evaluation; the steps that run: the pipeline'
 
 from __future__ import annotations
 
+import pandas as pd
+import pytest
+
 from semples import pseudo_labels
 from toy_runs import CLASSES, generator_state, toy_params
 
@@ -30,3 +33,14 @@ def test_real_clip_weights_skip_the_toy_clip_and_crf_skips_irn():
     assert pseudo_labels.ir_labels({}, None, run) == {}
     irnet, history = pseudo_labels.irnet({}, None, run)
     assert irnet == {} and "does not use IRNet" in history["note"][0]
+
+
+def test_single_class_prompt_images_missing_a_class_fail_before_the_cam_classifier_trains():
+    """Five images, no path to read: the check must fail before any image is loaded."""
+    labels = [[1, 0, 0, 0, 0, 0], [0, 1, 0, 0, 0, 0], [0, 0, 1, 0, 0, 0], [0, 0, 0, 1, 0, 0],
+              [0, 0, 0, 0, 1, 1]]  # fmt: skip
+    index = pd.DataFrame(
+        {"id": list("abcde"), "split": ["train"] * 5, "labels": labels, "image_path": None}
+    )
+    with pytest.raises(ValueError, match=r"no image labelled with only \['car', 'sheep'\]"):
+        pseudo_labels.initial_generator(index, CLASSES, toy_params(prompt_images="single_class"))

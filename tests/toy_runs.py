@@ -19,11 +19,13 @@ CLASSES = {"dataset": "toy", "class_names": list(TOY_CLASSES)}
 
 def toy_params(**train) -> dict:
     """conf/base's pseudo_labels parameters on the CPU, with ``train`` overrides (the runtime
-    parameter ``clip_weights`` unset, as Kedro resolves it without ``--params``)."""
+    parameter ``clip_weights`` unset, as Kedro resolves it without ``--params``). Stage 2 uses
+    every image: a few toy scenes leave some class without a single-class one."""
     base = yaml.safe_load((CONF / "base/parameters_pseudo_labels.yml").read_text())
     params = copy.deepcopy(base["pseudo_labels"])
     params["device"] = "cpu"
     params["clip"]["weights"] = None
+    params["train"]["prompt_images"] = "all"
     params["train"].update(train)
     return params
 

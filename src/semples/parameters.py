@@ -163,6 +163,7 @@ class Train(Strict):
     augmentation: Augmentation = Augmentation()
     loss_ablation: Literal[(*LOSS_ABLATIONS, "none")] = "all"  # type: ignore[valid-type]
     stage3_init: Literal["stage1_initial", "stage1_final"] = "stage1_initial"
+    prompt_images: Literal["all", "single_class"] = "all"
     max_steps: PositiveInt | None = None
     processes: PositiveInt = 1
     checkpoint_dir: str

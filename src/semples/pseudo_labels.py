@@ -56,8 +56,12 @@ def toy_clip(
 def initial_generator(
     image_index: pd.DataFrame, classes: dict, params: Params
 ) -> tuple[dict, pd.DataFrame]:
-    """S's initial weights (the CAM classifier) and the history of training them."""
-    return stages.initial_generator_state(_typed(params), image_index, len(classes["class_names"]))
+    """S's initial weights (the CAM classifier) and the history of training them. Checks first
+    that stage 2's images hold every class, so a bad ``prompt_images`` fails before training."""
+    run = _typed(params)
+    if 2 not in stages.skipped_stages(run):
+        stages.stage_images(image_index, run, 2, classes["class_names"])
+    return stages.initial_generator_state(run, image_index, len(classes["class_names"]))
 
 
 def _trained(

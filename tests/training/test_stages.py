@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import pandas as pd
 import pytest
 import torch
 
@@ -85,6 +86,24 @@ def test_two_ddp_processes_on_the_cpu(inputs):
     assert len(history) == 1 and torch.isfinite(torch.tensor(history["total"].tolist())).all()
     assert set(state["generator"]) == set(inputs.generator_state)
     assert not all(torch.equal(state["generator"][k], v) for k, v in inputs.generator_state.items())
+
+
+def test_stage2_learns_from_single_class_images_only_when_asked():
+    names = ["x", "y", "z"]
+    index = pd.DataFrame({
+        "id": ["a", "b", "c", "d", "e"],
+        "split": ["train", "train", "train", "val", "train"],
+        "labels": [[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 0, 1], [0, 0, 1]],
+    })  # fmt: skip
+    everything = run_of(train__prompt_images="all")
+    only = run_of(train__prompt_images="single_class")
+    assert stages.stage_images(index, everything, 2, names) is index
+    for stage in (1, 3):
+        assert stages.stage_images(index, only, stage, names) is index
+    assert list(stages.stage_images(index, only, 2, names)["id"]) == ["a", "c", "d", "e"]
+    with pytest.raises(ValueError, match=r"single_class leaves stage 2 no image labelled with "
+                       r"only \['z'\] in splits \['train'\]; use prompt_images: all"):
+        stages.stage_images(index.iloc[:4], only, 2, names)  # z only in val
 
 
 def test_stage3_initial_weights_follow_the_switch():

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -168,6 +169,27 @@ def training_dataset(image_index: pd.DataFrame, run: PseudoLabels) -> LabelledIm
     )
 
 
+def stage_images(
+    image_index: pd.DataFrame, run: PseudoLabels, stage: int, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """The image index a stage trains on. Stage 2 under ``train.prompt_images: single_class``
+    keeps only the images labelled with one class, so each background prompt learns from
+    backgrounds that show no other class (README, "What stage 2 learns its prompts from").
+    Raises, naming them, when that leaves a class without a training image."""
+    if stage != 2 or run.train.prompt_images == "all":
+        return image_index
+    single = image_index[[sum(labels) == 1 for labels in image_index["labels"]]]
+    training = single[single["split"].isin(run.train.splits)]
+    counts = np.zeros(len(class_names)) if training.empty else np.stack(training["labels"]).sum(0)
+    missing = [name for name, count in zip(class_names, counts, strict=True) if count == 0]
+    if missing:
+        raise ValueError(
+            f"train.prompt_images: single_class leaves stage 2 no image labelled with only "
+            f"{missing} in splits {run.train.splits}; use prompt_images: all"
+        )
+    return single
+
+
 def _models(inputs: StageInputs, device: torch.device) -> StageModels:
     run = inputs.run
     clip = frozen_clip(run.clip, inputs.clip_state, device)
@@ -200,7 +222,8 @@ def run_stage(inputs: StageInputs, progress: bool = True) -> tuple[dict, pd.Data
     run = inputs.run
     device = distributed.process_device(resolve_device(run.device))
     config = stage_config_of(inputs.stage, run)
-    dataset = training_dataset(inputs.image_index, run)
+    rows = stage_images(inputs.image_index, run, inputs.stage, inputs.class_names)
+    dataset = training_dataset(rows, run)
     models = _models(inputs, device)
     checkpoint = scratch_checkpoint(
         inputs.checkpoint_dir, f"stage{inputs.stage}", config=asdict(config), images=dataset.ids,
