@@ -36,6 +36,8 @@ def test_voc_and_coco_keep_the_papers_stages(env, lambdas):
     """Soft merging lets a toy default leak into VOC / COCO unless they name the key."""
     params = pseudo_labels(env)
     assert params["train"]["stage3_init"] == "stage1_initial"
+    assert params["train"]["prompt_images"] == "all"
+    assert stage_config_of(2, typed(params)).similarity_floor is None  # the paper's clamp
     for stage in (1, 3):
         config = stage_config_of(stage, typed(params))
         assert (config.lambda_b, config.lambda_t, config.lam) == lambdas
@@ -51,3 +53,5 @@ def test_toy_irnet_works_at_stride_2():
 def test_toy_default_stages():
     config = stage_config_of(3, typed(pseudo_labels("local")))
     assert config.mask_activation == "relu_max" and config.area_weight > 0
+    assert pseudo_labels("local")["train"]["prompt_images"] == "single_class"
+    assert config.similarity_floor == 0.05
