@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 TEXT_TERM_FORMS = ("paper", "reference")
+_HIGH = 0.9999  # the clamp's upper end (CLIMS, the paper)
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,8 @@ class LossTerms:
     parts: dict[str, Tensor]
 
 
-def clamped_similarity(a: Tensor, b: Tensor, low: float = 1e-4, high: float = 0.9999) -> Tensor:
-    """Row-wise cosine similarity ``[P]`` of ``a`` and ``b`` ``[P, D]``, clamped to [low, high].
-
-    As in the reference code, torch.clamp passes no gradient outside [low, high]: a pair whose
-    cosine is non-positive (or above ``high``) does not move the features through this term.
-    A zero vector gets cosine 0 (``F.cosine_similarity`` divides by max(norm, 1e-8)), hence
-    ``low`` and a zero gradient: finite, never NaN.
-    """
+def _cosine(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise cosine similarity ``[P]`` of two ``[P, D]`` feature tensors of equal shape."""
     if a.ndim != 2 or a.shape != b.shape:
         raise ValueError(
             f"expected two [P, D] feature tensors of equal shape, got {tuple(a.shape)} and "
@@ -49,9 +44,26 @@ def clamped_similarity(a: Tensor, b: Tensor, low: float = 1e-4, high: float = 0.
         )
     if a.shape[0] == 0:
         raise ValueError("no (image, class) pairs: a mean over zero pairs is undefined")
+    return F.cosine_similarity(a, b, dim=-1)
+
+
+def clamped_similarity(a: Tensor, b: Tensor, low: float = 1e-4, high: float = _HIGH) -> Tensor:
+    """Row-wise cosine similarity ``[P]`` of ``a`` and ``b`` ``[P, D]``, clamped to [low, high].
+
+    As in the reference code, torch.clamp passes no gradient outside [low, high]: a pair whose
+    cosine is non-positive (or above ``high``) does not move the features through this term.
+    A zero vector gets cosine 0 (``F.cosine_similarity`` divides by max(norm, 1e-8)), hence
+    ``low`` and a zero gradient: finite, never NaN.
+    """
     if not 0.0 < low < high < 1.0:
         raise ValueError(f"need 0 < low < high < 1, got low={low}, high={high}")
-    return F.cosine_similarity(a, b, dim=-1).clamp(low, high)
+    return _cosine(a, b).clamp(low, high)
+
+
+def check_similarity_floor(floor: float | None) -> None:
+    """Raise ValueError unless ``floor`` is None or inside (0, the clamp's upper end)."""
+    if floor is not None and not 0.0 < floor < _HIGH:
+        raise ValueError(f"similarity_floor must be in (0, {_HIGH}) or null, got {floor}")
 
 
 def _attract(a: Tensor, b: Tensor, floor: float | None = None) -> Tensor:
@@ -59,12 +71,10 @@ def _attract(a: Tensor, b: Tensor, floor: float | None = None) -> Tensor:
     cosine is below it scores -log(floor) - (cosine - floor) / floor, the tangent at the floor."""
     if floor is None:
         return -torch.log(clamped_similarity(a, b)).mean()
-    if not 0.0 < floor < 0.9999:
-        raise ValueError(f"similarity_floor must be in (0, 0.9999) or None, got {floor}")
-    above = -torch.log(clamped_similarity(a, b, low=floor))
-    cosine = F.cosine_similarity(a, b, dim=-1)
+    check_similarity_floor(floor)
+    cosine = _cosine(a, b)
     tangent = -math.log(floor) - (cosine - floor) / floor
-    return torch.where(cosine >= floor, above, tangent).mean()
+    return torch.where(cosine >= floor, -torch.log(cosine.clamp(floor, _HIGH)), tangent).mean()
 
 
 def _repel(a: Tensor, b: Tensor) -> Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from semples.losses import check_similarity_floor
 from semples.models.cam_networks import MASK_ACTIVATIONS
 
 STAGES = (1, 2, 3)
@@ -90,10 +91,7 @@ class StageConfig:
             raise ValueError(f"max_steps must be at least 1 or null, got {self.max_steps}")
         if self.text_term not in ("paper", "reference"):
             raise ValueError(f"text_term must be 'paper' or 'reference', got {self.text_term!r}")
-        if self.similarity_floor is not None and not 0.0 < self.similarity_floor < 0.9999:
-            raise ValueError(
-                f"similarity_floor must be in (0, 0.9999) or null, got {self.similarity_floor}"
-            )
+        check_similarity_floor(self.similarity_floor)
         if self.mask_activation not in MASK_ACTIVATIONS:
             raise ValueError(
                 f"mask_activation must be one of {MASK_ACTIVATIONS}, got {self.mask_activation!r}"

@@ -174,8 +174,8 @@ def stage_images(
 ) -> pd.DataFrame:
     """The image index a stage trains on. Stage 2 under ``train.prompt_images: single_class``
     keeps only the images labelled with one class, so each background prompt learns from
-    backgrounds that show no other class (README, "What stage 2 learns its prompts from").
-    Raises, naming them, when that leaves a class without a training image."""
+    backgrounds that show no other class (README, "The clamp starved stage 2, and the collages
+    misled it"). Raises, naming them, when that leaves a class without a training image."""
     if stage != 2 or run.train.prompt_images == "all":
         return image_index
     single = image_index[[sum(labels) == 1 for labels in image_index["labels"]]]
