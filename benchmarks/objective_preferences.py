@@ -6,7 +6,8 @@ blurred / eroded / dilated copies, on the object with its context, the context a
 image, and on the training masks of the run's initial, stage-1 and stage-3 generators. If the
 objective is not lowest near the ground truth, no optimiser can make the stages help. Where it
 is, the last tables say where descent goes from the stage-1 masks (each term's gradient on the
-object, the context and elsewhere) and how well stage 2 fitted the prompts to their targets.
+object, the context and elsewhere) and how well stage 2 fitted the prompts to their targets;
+two tables say what CLIP sees as a mask grows from the object into its surroundings.
 
     python benchmarks/objective_preferences.py [--scenes 150] [--lambda-b 1] [--area 3] \
         [--lam 2] [--class-name cow] [--on-context yes|no]
@@ -38,6 +39,8 @@ from semples.diagnostics import (
     objective_table,
     prompt_fit,
     prompt_similarities,
+    ring_similarities,
+    similarity_by_growth,
     stage2_fitted_targets,
     stage2_target_charges,
     stage2_view_by_object_count,
@@ -131,6 +134,16 @@ def main() -> None:
         table = objective_table(clip, pairs, labels, background, masks, lambda_b, area, lam, floor)
         print(f"\nL_refine against the {prompts_name}:\n")
         print(table.to_string(float_format="%.3f"))
+    print("\nCosine of CLIP's view of the object grown by r px (on black) with the class text; "
+          "a dip below both ends\nis a valley that masks shrinking from the context onto the "
+          "object must climb out of:\n")  # fmt: skip
+    print(similarity_by_growth(clip, pairs, labels, names).to_string(float_format="%.3f"))
+    texts = {name: labels[k] for k, name in enumerate(names)}
+    texts |= {params["handwritten_prompts"][name].removeprefix("a photo of ").rstrip("."):
+              handwritten[k] for k, name in enumerate(names)}  # fmt: skip
+    print("\nCosine of CLIP's view of the 3 px ring around the object alone (on black) with "
+          "each class text, then each context text:\n")  # fmt: skip
+    print(ring_similarities(clip, pairs, texts, names).to_string(float_format="%.2f"))
     if any(p.context_mask is not None and p.context_mask.any() for p in pairs):
         print("\nWhat the best prompt stage 2 can fit would make L_refine charge (> 0: the "
               "context is taken off a mask):\n")  # fmt: skip

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from semples.clip import TOY_CLIP
 from semples.clip.model import class_text_features, load_clip
@@ -17,6 +18,8 @@ from semples.diagnostics import (
     probe_features,
     prompt_fit,
     prompt_similarities,
+    ring_similarities,
+    similarity_by_growth,
     stage2_fitted_targets,
     stage2_target_charges,
     stage2_view_by_object_count,
@@ -259,3 +262,47 @@ def test_a_prompt_equal_to_its_fitted_target_fits_it_exactly():
     assert (table["with each target"] <= 1.0 + 1e-5).all()
     opposed = prompt_fit(clip, pairs, masks, -targets, TOY_CLASSES)["targets <= 1e-4"]
     assert (table["targets <= 1e-4"] <= opposed).all() and (opposed > 0).all()
+
+
+def _unit_view(clip, pair: Pair, mask: np.ndarray) -> torch.Tensor:
+    image = torch.tensor(mask, dtype=torch.float32) * pair.image
+    with torch.no_grad():
+        return torch.nn.functional.normalize(clip.encode_images(image[None]).float(), dim=-1)[0]
+
+
+def test_similarity_by_growth_scores_the_object_dilated_by_each_radius():
+    """Column r is the mean cosine with the class text of the object's mask dilated by r px
+    (a disk), computed here by hand; r 0 is the object alone."""
+    clip, pairs = random_clip_and_pairs(3)
+    labels = class_text_features(clip, TOY_CLASSES)
+    table = similarity_by_growth(clip, pairs, labels, TOY_CLASSES, radii=(0, 2))
+    assert list(table.columns) == [0, 2]
+    assert set(table.index) == {TOY_CLASSES[pair.class_index] for pair in pairs}
+    disk = np.add.outer(np.arange(-2, 3) ** 2, np.arange(-2, 3) ** 2) <= 4
+    unit = torch.nn.functional.normalize(labels.float(), dim=-1)
+    for radius, grow in ((0, lambda m: m), (2, lambda m: ndimage.binary_dilation(m, disk))):
+        by_class: dict[str, list[float]] = {}
+        for pair in pairs:
+            view = _unit_view(clip, pair, grow(pair.object_mask))
+            by_class.setdefault(TOY_CLASSES[pair.class_index], []).append(
+                float(view @ unit[pair.class_index])
+            )
+        for name, values in by_class.items():
+            assert table.loc[name, radius] == pytest.approx(np.mean(values), abs=1e-5)
+
+
+def test_ring_similarities_see_only_the_ring_around_the_object():
+    """A text equal to CLIP's view of the 3 px ring (dilation minus object) scores 1 with it;
+    one equal to the object's own view scores less."""
+    clip, pairs = random_clip_and_pairs(1)
+    pair = pairs[0]
+    disk = np.add.outer(np.arange(-3, 4) ** 2, np.arange(-3, 4) ** 2) <= 9
+    ring = ndimage.binary_dilation(pair.object_mask, disk) & ~pair.object_mask
+    texts = {
+        "the ring": _unit_view(clip, pair, ring),
+        "the object": _unit_view(clip, pair, pair.object_mask),
+    }
+    table = ring_similarities(clip, [pair], texts, TOY_CLASSES)
+    name = TOY_CLASSES[pair.class_index]
+    assert table.loc[name, "the ring"] == pytest.approx(1.0, abs=1e-5)
+    assert table.loc[name, "the object"] < 0.999

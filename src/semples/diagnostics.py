@@ -286,6 +286,61 @@ def stage2_view_by_object_count(
     return table.pivot_table(index="objects", columns="class", values="cosine", aggfunc="mean")
 
 
+GROWTH_RADII = (0, 1, 2, 3, 4, 6, 8, 12)
+
+
+def _views(clip: FrozenClip, pairs: Sequence[Pair], variant: MaskVariant) -> Tensor:
+    """CLIP's unit features of each pair's image seen through ``variant`` of its object mask."""
+    images = torch.stack([pair.image for pair in pairs])
+    masks = np.stack([variant(pair.object_mask, pair.context_mask) for pair in pairs])
+    return _unit_features(clip, torch.tensor(masks, dtype=torch.float32).unsqueeze(1) * images)
+
+
+@torch.no_grad()
+def similarity_by_growth(
+    clip: FrozenClip,
+    pairs: Sequence[Pair],
+    label_features: Tensor,
+    class_names: Sequence[str],
+    radii: Sequence[int] = GROWTH_RADII,
+) -> pd.DataFrame:
+    """Mean cosine with the class text [K, D] of CLIP's view of the object grown by r px into its
+    surroundings (the mask dilated by r, on black), per class (rows) and r (columns).
+
+    A stage's masks shrink from a context onto the object along this curve: where it dips below
+    both its ends, L_match's foreground term climbs before it descends, and a map that starts on
+    the context stays there."""
+    classes = [pair.class_index for pair in pairs]
+    texts = torch.nn.functional.normalize(label_features.float(), dim=-1)[classes]
+    columns = {r: (_views(clip, pairs, dilated(r)) * texts).sum(-1).numpy() for r in radii}
+    table = pd.DataFrame(columns).groupby(np.array(classes)).mean()
+    table.index = [class_names[k] for k in table.index]
+    return table
+
+
+@torch.no_grad()
+def ring_similarities(
+    clip: FrozenClip,
+    pairs: Sequence[Pair],
+    texts: Mapping[str, Tensor],
+    class_names: Sequence[str],
+    width: int = 3,
+) -> pd.DataFrame:
+    """Per class, the mean cosine of CLIP's view of the ``width`` px ring around the object alone
+    (the dilated mask minus the object, on black) with each text [D]: what the surroundings a
+    mask takes on as it grows from the object look like to CLIP."""
+    grown = dilated(width)
+    views = _views(clip, pairs, lambda mask, _: grown(mask, None) - mask)
+    classes = np.array([pair.class_index for pair in pairs])
+    columns = {
+        name: (views @ torch.nn.functional.normalize(text.float(), dim=-1)).numpy()
+        for name, text in texts.items()
+    }
+    table = pd.DataFrame(columns).groupby(classes).mean()
+    table.index = [class_names[k] for k in table.index]
+    return table
+
+
 def _check_one_mask_per_pair(pairs: Sequence[Pair], masks: Tensor) -> None:
     if len(pairs) != len(masks):
         raise ValueError(f"{len(masks)} masks for {len(pairs)} pairs")
