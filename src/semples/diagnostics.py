@@ -191,6 +191,15 @@ PROMPT_PROBES: dict[str, Callable[[Pair], np.ndarray]] = {
 PROBE_STAGE2_TARGET = "image minus object (stage 2's target)"
 
 
+def _class_means_table(
+    columns: Mapping[object, np.ndarray], classes: np.ndarray, class_names: Sequence[str]
+) -> pd.DataFrame:
+    """Per-pair ``columns`` averaged per class, one row per class present, named."""
+    table = pd.DataFrame(columns).groupby(classes).mean()
+    table.index = [class_names[k] for k in table.index]
+    return table
+
+
 def _probe_pairs(pairs: Sequence[Pair]) -> list[Pair]:
     pairs = [pair for pair in pairs if pair.context_mask is not None and pair.context_mask.any()]
     if not pairs:
@@ -228,8 +237,7 @@ def prompt_similarities(
         name: (features * prompts).sum(dim=-1).numpy()
         for name, features in probe_features(clip, pairs).items()
     }
-    table = pd.DataFrame(columns).groupby(classes.numpy()).mean()
-    table.index = [class_names[k] for k in table.index]
+    table = _class_means_table(columns, classes.numpy(), class_names)
     table["context - object"] = table["context alone"] - table["object alone"]
     return table
 
@@ -313,9 +321,7 @@ def similarity_by_growth(
     classes = [pair.class_index for pair in pairs]
     texts = torch.nn.functional.normalize(label_features.float(), dim=-1)[classes]
     columns = {r: (_views(clip, pairs, dilated(r)) * texts).sum(-1).numpy() for r in radii}
-    table = pd.DataFrame(columns).groupby(np.array(classes)).mean()
-    table.index = [class_names[k] for k in table.index]
-    return table
+    return _class_means_table(columns, np.array(classes), class_names)
 
 
 @torch.no_grad()
@@ -336,9 +342,7 @@ def ring_similarities(
         name: (views @ torch.nn.functional.normalize(text.float(), dim=-1)).numpy()
         for name, text in texts.items()
     }
-    table = pd.DataFrame(columns).groupby(classes).mean()
-    table.index = [class_names[k] for k in table.index]
-    return table
+    return _class_means_table(columns, classes, class_names)
 
 
 def _check_one_mask_per_pair(pairs: Sequence[Pair], masks: Tensor) -> None:
