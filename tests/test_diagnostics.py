@@ -264,10 +264,13 @@ def test_a_prompt_equal_to_its_fitted_target_fits_it_exactly():
     assert (table["targets <= 1e-4"] <= opposed).all() and (opposed > 0).all()
 
 
-def _unit_view(clip, pair: Pair, mask: np.ndarray) -> torch.Tensor:
-    image = torch.tensor(mask, dtype=torch.float32) * pair.image
+def _unit_views(clip, pairs: list[Pair], masks: list[np.ndarray]) -> torch.Tensor:
+    """CLIP's unit features of the pairs' images through ``masks``, one batch as the library's."""
+    images = torch.stack(
+        [torch.tensor(m, dtype=torch.float32) * p.image for p, m in zip(pairs, masks)]
+    )
     with torch.no_grad():
-        return torch.nn.functional.normalize(clip.encode_images(image[None]).float(), dim=-1)[0]
+        return torch.nn.functional.normalize(clip.encode_images(images).float(), dim=-1)
 
 
 def test_similarity_by_growth_scores_the_object_dilated_by_each_radius():
@@ -281,9 +284,9 @@ def test_similarity_by_growth_scores_the_object_dilated_by_each_radius():
     disk = np.add.outer(np.arange(-2, 3) ** 2, np.arange(-2, 3) ** 2) <= 4
     unit = torch.nn.functional.normalize(labels.float(), dim=-1)
     for radius, grow in ((0, lambda m: m), (2, lambda m: ndimage.binary_dilation(m, disk))):
+        views = _unit_views(clip, pairs, [grow(pair.object_mask) for pair in pairs])
         by_class: dict[str, list[float]] = {}
-        for pair in pairs:
-            view = _unit_view(clip, pair, grow(pair.object_mask))
+        for pair, view in zip(pairs, views):
             by_class.setdefault(TOY_CLASSES[pair.class_index], []).append(
                 float(view @ unit[pair.class_index])
             )
@@ -299,8 +302,8 @@ def test_ring_similarities_see_only_the_ring_around_the_object():
     disk = np.add.outer(np.arange(-3, 4) ** 2, np.arange(-3, 4) ** 2) <= 9
     ring = ndimage.binary_dilation(pair.object_mask, disk) & ~pair.object_mask
     texts = {
-        "the ring": _unit_view(clip, pair, ring),
-        "the object": _unit_view(clip, pair, pair.object_mask),
+        "the ring": _unit_views(clip, [pair], [ring])[0],
+        "the object": _unit_views(clip, [pair], [pair.object_mask])[0],
     }
     table = ring_similarities(clip, [pair], texts, TOY_CLASSES)
     name = TOY_CLASSES[pair.class_index]

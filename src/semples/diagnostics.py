@@ -214,12 +214,16 @@ def _unit_features(clip: FrozenClip, images: Tensor) -> Tensor:
 @torch.no_grad()
 def probe_features(clip: FrozenClip, pairs: Sequence[Pair]) -> dict[str, Tensor]:
     """CLIP's unit features [N, D] of each ``PROMPT_PROBES`` view of each pair, alone on black."""
+    return {name: _views(clip, pairs, probe) for name, probe in PROMPT_PROBES.items()}
+
+
+def _views(
+    clip: FrozenClip, pairs: Sequence[Pair], mask_of: Callable[[Pair], np.ndarray]
+) -> Tensor:
+    """CLIP's unit features [N, D] of each pair's image seen through ``mask_of(pair)``."""
     images = torch.stack([pair.image for pair in pairs])
-    features = {}
-    for name, probe in PROMPT_PROBES.items():
-        masks = torch.tensor(np.stack([probe(pair) for pair in pairs]), dtype=torch.float32)
-        features[name] = _unit_features(clip, masks.unsqueeze(1) * images)
-    return features
+    masks = torch.tensor(np.stack([mask_of(pair) for pair in pairs]), dtype=torch.float32)
+    return _unit_features(clip, masks.unsqueeze(1) * images)
 
 
 @torch.no_grad()
@@ -297,11 +301,9 @@ def stage2_view_by_object_count(
 GROWTH_RADII = (0, 1, 2, 3, 4, 6, 8, 12)
 
 
-def _views(clip: FrozenClip, pairs: Sequence[Pair], variant: MaskVariant) -> Tensor:
-    """CLIP's unit features of each pair's image seen through ``variant`` of its object mask."""
-    images = torch.stack([pair.image for pair in pairs])
-    masks = np.stack([variant(pair.object_mask, pair.context_mask) for pair in pairs])
-    return _unit_features(clip, torch.tensor(masks, dtype=torch.float32).unsqueeze(1) * images)
+def _object_through(variant: MaskVariant) -> Callable[[Pair], np.ndarray]:
+    """The mask ``variant`` makes of a pair's object (and context), as :func:`_views` takes it."""
+    return lambda pair: variant(pair.object_mask, pair.context_mask)
 
 
 @torch.no_grad()
@@ -320,7 +322,9 @@ def similarity_by_growth(
     the context stays there."""
     classes = [pair.class_index for pair in pairs]
     texts = torch.nn.functional.normalize(label_features.float(), dim=-1)[classes]
-    columns = {r: (_views(clip, pairs, dilated(r)) * texts).sum(-1).numpy() for r in radii}
+    columns = {
+        r: (_views(clip, pairs, _object_through(dilated(r))) * texts).sum(-1).numpy() for r in radii
+    }
     return _class_means_table(columns, np.array(classes), class_names)
 
 
@@ -336,7 +340,7 @@ def ring_similarities(
     (the dilated mask minus the object, on black) with each text [D]: what the surroundings a
     mask takes on as it grows from the object look like to CLIP."""
     grown = dilated(width)
-    views = _views(clip, pairs, lambda mask, _: grown(mask, None) - mask)
+    views = _views(clip, pairs, lambda pair: grown(pair.object_mask, None) - pair.object_mask)
     classes = np.array([pair.class_index for pair in pairs])
     columns = {
         name: (views @ torch.nn.functional.normalize(text.float(), dim=-1)).numpy()
