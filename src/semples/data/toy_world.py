@@ -82,9 +82,8 @@ class ToyWorldConfig:
     masked_view_fraction: float = 0.0
     context_cutout_fraction: float = 0.0
     context_fill: float = 0.0
-    # Aeroplane and sheep in colours that set them off from sky and snow (False: the earlier
-    # pale-grey aeroplane and cream sheep, byte for byte).
-    contrasting_colours: bool = False
+    # The objects' colours (``PALETTES``): "pale" the first world's, byte for byte.
+    palette: str = "pale"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +100,8 @@ class ToyWorldConfig:
         for name in (*probabilities, *fractions):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.palette not in PALETTES:
+            raise ValueError(f"palette must be one of {list(PALETTES)}, got {self.palette!r}")
         if not 1 <= self.min_objects <= self.max_objects <= len(TOY_CLASSES):
             raise ValueError(
                 f"need 1 <= min_objects <= max_objects <= {len(TOY_CLASSES)}, got "
@@ -340,8 +341,7 @@ def _compose(config: ToyWorldConfig, rng: np.random.Generator, classes: list[int
             _paint_context(canvas, context_map, rng, context, placement, config.context_fill)
             contexts.append(context)
     drawn = [
-        _paste_object(canvas, mask, rng, placement, config.contrasting_colours)
-        for placement in placements
+        _paste_object(canvas, mask, rng, placement, config.palette) for placement in placements
     ]
     _check_visible(mask, placements, drawn)
     context_map[mask > 0] = 0
@@ -438,15 +438,13 @@ def _paste_object(
     mask: np.ndarray,
     rng: np.random.Generator,
     placement: _Placement,
-    contrasting: bool,
+    palette: str,
 ) -> int:
     """Draw the object, maybe mirrored, into canvas and mask; return its pixel count."""
     x0, y0, x1, y1 = placement.box
     pen = _Pen(x1 - x0, y1 - y0)
     name = TOY_CLASSES[placement.class_index]
-    draw = _SHAPES[name].draw
-    if contrasting:
-        draw = _CONTRASTING_DRAWS.get(name, draw)
+    draw = _PALETTE_DRAWS[palette].get(name, _SHAPES[name].draw)
     draw(pen, rng, _tone(rng))
     rgba = np.asarray(pen.patch)
     if rng.random() < 0.5:
@@ -665,9 +663,12 @@ def _draw_train(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
         pen.circle(cx, 0.88, 0.12, (35, 35, 38))
 
 
-def _draw_cow(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
-    """Black-and-white spotted body on four black legs, white head with pink muzzle."""
-    white, black, pink = tone((245, 243, 236)), tone((28, 28, 30)), tone((232, 160, 165))
+def _draw_cow(
+    pen: _Pen, rng: np.random.Generator, tone: _Tone, coat: _Rgb = (245, 243, 236)
+) -> None:
+    """Body and head in ``coat`` (by default white) with black spots, on four black legs, pink
+    muzzle."""
+    white, black, pink = tone(coat), tone((28, 28, 30)), tone((232, 160, 165))
     for x in (0.16, 0.28, 0.60, 0.72):
         pen.rectangle((x, 0.55, x + 0.07, 1.0), black)
     pen.polygon([(0.08, 0.3), (0.11, 0.3), (0.04, 0.68), (0.01, 0.68)], black)
@@ -683,9 +684,12 @@ def _draw_cow(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
     pen.ellipse((0.86, 0.30, 1.0, 0.50), pink)
 
 
-def _draw_car(pen: _Pen, rng: np.random.Generator, tone: _Tone) -> None:
-    """Blue-ish saloon from the side: body, cabin with two windows, two dark wheels."""
-    paint = tone((45, 95, 205))
+def _draw_car(
+    pen: _Pen, rng: np.random.Generator, tone: _Tone, paint_colour: _Rgb = (45, 95, 205)
+) -> None:
+    """Saloon from the side in ``paint_colour`` (by default blue): body, cabin with two
+    windows, two dark wheels."""
+    paint = tone(paint_colour)
     glass = tone((195, 225, 248))
     roof = rng.uniform(0.04, 0.1)
     pen.polygon([(0.22, 0.42), (0.33, roof), (0.68, roof), (0.82, 0.42)], paint)
@@ -723,11 +727,14 @@ def _draw_sheep(
     pen.ellipse((0.74, 0.18, 0.98, 0.55), dark)
 
 
+_Draw = Callable[[_Pen, np.random.Generator, _Tone], None]
+
+
 @dataclass(frozen=True)
 class _Shape:
     """How to draw a class: ``aspect`` is width / height, ``airborne`` puts it in the upper part."""
 
-    draw: Callable[[_Pen, np.random.Generator, _Tone], None]
+    draw: _Draw
     aspect: float
     airborne: bool = False
 
@@ -741,13 +748,29 @@ _SHAPES: dict[str, _Shape] = {
     "sheep": _Shape(_draw_sheep, 1.3),
 }
 
-# ``contrasting_colours``: white fuselage, dark wings and an orange tailplane; beige wool.
-# Measured (README, "Objects that stand out from their contexts"): with the pale defaults a
-# 12 px patch of sky or snow on black looked to the toy CLIP and the generator like the object.
-_CONTRASTING_DRAWS: dict[str, Callable[[_Pen, np.random.Generator, _Tone], None]] = {
+_CONTRASTING: dict[str, _Draw] = {
     "aeroplane": partial(_draw_aeroplane, colours=((88, 96, 112), (236, 236, 240), (232, 122, 40))),
     "sheep": partial(_draw_sheep, wool_colours=((214, 194, 150), (178, 156, 114))),
 }
+# What each palette repaints (README, "The toy world"). "contrasting": the aeroplane (white
+# fuselage, dark wings, orange tailplane) and the sheep (beige wool), whose pale colours let a
+# 12 px patch of sky or snow on black look like the object. "distinct": also no object in a
+# context's colour (yellow fuselage, chestnut cow, purple car), because a thin ring of a context
+# on black read as the object of its colour (a sheep's snow as the white cow); the boat keeps
+# its white sails.
+_PALETTE_DRAWS: dict[str, dict[str, _Draw]] = {
+    "pale": {},
+    "contrasting": _CONTRASTING,
+    "distinct": {
+        **_CONTRASTING,
+        "aeroplane": partial(
+            _draw_aeroplane, colours=((88, 96, 112), (240, 200, 50), (232, 122, 40))
+        ),
+        "cow": partial(_draw_cow, coat=(160, 82, 45)),
+        "car": partial(_draw_car, paint_colour=(130, 50, 160)),
+    },
+}
+PALETTES: tuple[str, ...] = tuple(_PALETTE_DRAWS)
 
 
 def _caption(objects: Sequence[str], contexts: Sequence[str]) -> str:
