@@ -668,18 +668,18 @@ def _draw_cow(
 ) -> None:
     """Body and head in ``coat`` (by default white) with black spots, on four black legs, pink
     muzzle."""
-    white, black, pink = tone(coat), tone((28, 28, 30)), tone((232, 160, 165))
+    body, black, pink = tone(coat), tone((28, 28, 30)), tone((232, 160, 165))
     for x in (0.16, 0.28, 0.60, 0.72):
         pen.rectangle((x, 0.55, x + 0.07, 1.0), black)
     pen.polygon([(0.08, 0.3), (0.11, 0.3), (0.04, 0.68), (0.01, 0.68)], black)
-    pen.ellipse((0.06, 0.18, 0.84, 0.74), white)
+    pen.ellipse((0.06, 0.18, 0.84, 0.74), body)
     for _ in range(int(rng.integers(3, 6))):
         cx, cy = rng.uniform(0.22, 0.66), rng.uniform(0.32, 0.56)
         rx, ry = rng.uniform(0.05, 0.1), rng.uniform(0.06, 0.11)
         pen.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), black)
     pen.ellipse((0.50, 0.66, 0.60, 0.80), pink)
     pen.polygon([(0.77, 0.16), (0.70, 0.06), (0.82, 0.10)], black)
-    pen.ellipse((0.76, 0.10, 0.98, 0.46), white)
+    pen.ellipse((0.76, 0.10, 0.98, 0.46), body)
     pen.ellipse((0.79, 0.12, 0.88, 0.26), black)
     pen.ellipse((0.86, 0.30, 1.0, 0.50), pink)
 
